@@ -1,0 +1,293 @@
+"""The one parameter table of the HPG-axis model: name, default, unit, meaning, source.
+
+Every number the model uses lives here; ``docs/model.md`` is generated from this table
+(``python -m popsim.model.docs``) and a test checks the two agree. Per-patient values
+are a mapping ``name -> array`` whose leaves share a leading patient axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One model parameter.
+
+    Attributes:
+        name: identifier, with the unit as suffix where it has one.
+        default: value for a typical healthy man of 30 years (canonical units).
+        unit: canonical unit ("1" for dimensionless).
+        group: the mechanism the parameter belongs to (a section of docs/model.md).
+        meaning: one line.
+        source: citation, "derived: ..." or "calibrated to C-n" or "assumption".
+        positive: whether the value must be > 0 (all log-normal IIV targets are).
+    """
+
+    name: str
+    default: float
+    unit: str
+    group: str
+    meaning: str
+    source: str
+    positive: bool = True
+
+
+def _p(name, default, unit, group, meaning, source, positive=True):
+    return ParamSpec(name, float(default), unit, group, meaning, source, positive)
+
+
+MF = "model-facts.md"
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- Covariates that act inside the model
+    _p("age_years", 30.0, "year", "covariate", "age; slows Leydig and spermatogonial regrowth",
+       "MODEL.md mechanism 11"),
+    # --- Baselines of an individual (set by covariates and inter-individual variability)
+    _p("t_base_nmol_l", 18.4, "nmol/L", "baseline", "untreated total testosterone",
+       "Travison 2017 harmonised median, non-obese 19-39 y (" + MF + " 7.1)"),
+    _p("lh_base_iu_l", 4.5, "IU/L", "baseline", "untreated serum LH",
+       "adult reference 1.7-8.6 IU/L (" + MF + " 7.3)"),
+    _p("fsh_base_iu_l", 3.8, "IU/L", "baseline", "untreated serum FSH",
+       "normozoospermic men 1.0-8.2 IU/L at 21-30 y (" + MF + " 7.3)"),
+    _p("e2_base_pg_ml", 25.0, "pg/mL", "baseline", "untreated serum estradiol",
+       "typical adult male 20-30 pg/mL (" + MF + " 7.3)"),
+    _p("inhibin_b_base_pg_ml", 170.0, "pg/mL", "baseline", "untreated serum inhibin B",
+       "fertile men 130-255 pg/mL (" + MF + " 4.6)"),
+    _p("shbg_base_nmol_l", 35.0, "nmol/L", "baseline", "untreated SHBG",
+       "young men; rises 1.6%/yr with age (Feldman 2002, " + MF + " 7.2)"),
+    _p("sperm_base_m_ml", 70.0, "M/mL", "baseline", "untreated sperm concentration",
+       "WHO control cohorts 60-110 M/mL (Bremner 1981, Matsumoto 1983; " + MF + " 4.4)"),
+    _p("semen_volume_ml", 3.0, "mL", "baseline", "ejaculate volume",
+       "WHO 2010 median ~3 mL (Cooper 2010)"),
+    _p("motility_fraction", 0.55, "1", "baseline", "fraction of motile sperm",
+       "WHO 2010 median total motility ~55-60% (Cooper 2010)"),
+    # --- Exogenous testosterone pharmacokinetics
+    _p("cl_testosterone_l_day", 1250.0, "L/day", "testosterone_pk",
+       "metabolic clearance of testosterone at baseline SHBG",
+       "derived: production ~6.5 mg/day at ~18 nmol/L (" + MF + " 2)"),
+    _p("k_oil_dispersion_per_day", 1.5, "1/day", "testosterone_pk",
+       "dispersion of an IM oil injection into the releasing depot",
+       "assumption: gives Tmax 1.5-3 d for enanthate (" + MF + " 5.1)"),
+    _p("k_release_enanthate_per_day", LN2 / 4.5, "1/day", "testosterone_pk",
+       "depot release of testosterone enanthate", "release t1/2 4.5 d (Swiss label, " + MF + " 5.1)"),
+    _p("k_release_cypionate_per_day", LN2 / 8.0, "1/day", "testosterone_pk",
+       "depot release of testosterone cypionate", "t1/2 ~8 d (US label, " + MF + " 5.1)"),
+    _p("k_release_undecanoate_per_day", LN2 / 25.0, "1/day", "testosterone_pk",
+       "depot release of testosterone undecanoate (IM)",
+       "terminal t1/2 21-34 d (" + MF + " 5.1); 25 d assumed"),
+    _p("t_content_enanthate", 0.72, "1", "testosterone_pk", "testosterone mass fraction of the ester",
+       "180 mg T in 250 mg TE (Swiss label)"),
+    _p("t_content_cypionate", 0.70, "1", "testosterone_pk", "testosterone mass fraction of the ester",
+       "140 mg T in 200 mg TC (Behre & Nieschlag)"),
+    _p("t_content_undecanoate", 0.63, "1", "testosterone_pk", "testosterone mass fraction of the ester",
+       "derived: molar masses 288.4/456.7"),
+    _p("gel_absorbed_fraction", 0.10, "1", "testosterone_pk", "fraction of a gel dose absorbed",
+       "AndroGel label ~10% (" + MF + " 5.1)"),
+    _p("k_skin_uptake_per_day", 6.0, "1/day", "testosterone_pk", "uptake of gel into the skin reservoir",
+       "assumption: gel dries within hours"),
+    _p("k_skin_release_per_day", LN2 / 0.5, "1/day", "testosterone_pk",
+       "release from the skin reservoir into plasma", "assumption: ~10% absorbed over 24 h, flat daily profile"),
+    _p("shbg_clearance_exponent", 0.6, "1", "testosterone_pk",
+       "clearance of total T scales as (SHBG/SHBG_base)^-exponent",
+       "calibrated to C5 (serum T 1.5x/3x placebo at 100/300 mg TE)"),
+    # --- Protocol-drug pharmacokinetics
+    _p("k_absorption_hcg_per_day", 3.0, "1/day", "drug_pk", "hCG absorption (SC/IM)",
+       "peak response ~6 h (" + MF + " 6.5)"),
+    _p("k_elimination_hcg_per_day", LN2 / 1.25, "1/day", "drug_pk", "hCG elimination",
+       "slow-phase t1/2 ~24-36 h (" + MF + " 6.5)"),
+    _p("v_hcg_l", 7.0, "L", "drug_pk", "hCG volume of distribution",
+       "derived: MCR 3.38 L/day x t1/2 (" + MF + " 6.5)"),
+    _p("k_absorption_fsh_per_day", 2.0, "1/day", "drug_pk", "recombinant FSH absorption (SC)", "assumption"),
+    _p("k_elimination_fsh_per_day", LN2 / 1.5, "1/day", "drug_pk", "FSH elimination",
+       "terminal t1/2 17-36 h (le Cotonnec 1993, " + MF + " 6.6)"),
+    _p("v_fsh_l", 10.0, "L", "drug_pk", "FSH volume of distribution", "assumption"),
+    _p("k_absorption_oral_per_day", 12.0, "1/day", "drug_pk", "absorption of oral drugs (SERMs, AI)",
+       "Tmax 2-7 h (labels, " + MF + " 6.1-6.3)"),
+    _p("k_elimination_enclomiphene_per_day", LN2 / (10.0 / 24.0), "1/day", "drug_pk",
+       "enclomiphene elimination", "t1/2 ~10 h (Wiehle, " + MF + " 6.1)"),
+    _p("v_enclomiphene_l", 4200.0, "L", "drug_pk", "apparent volume of enclomiphene",
+       "derived: 2.2 ng/mL on clomiphene 25 mg/day (Helo 2017)"),
+    _p("k_elimination_zuclomiphene_per_day", LN2 / 20.0, "1/day", "drug_pk",
+       "zuclomiphene elimination", "derived: accumulates over weeks, detectable >1 month (Young 1999)"),
+    _p("v_zuclomiphene_l", 4800.0, "L", "drug_pk", "apparent volume of zuclomiphene",
+       "derived: 44 ng/mL after 6 wk of clomiphene 25 mg/day (Helo 2017)"),
+    _p("zuclomiphene_fraction", 0.38, "1", "drug_pk", "cis isomer fraction of clomiphene citrate",
+       "30-50% zuclomiphene (Clomid label)"),
+    _p("k_elimination_tamoxifen_per_day", LN2 / 7.0, "1/day", "drug_pk",
+       "tamoxifen (+ N-desmethyl metabolite) elimination", "t1/2 5-7 d, metabolite 14 d (labels)"),
+    _p("v_tamoxifen_l", 1350.0, "L", "drug_pk", "apparent volume of tamoxifen",
+       "derived: ~300 ng/mL at 40 mg/day steady state (Swiss label)"),
+    _p("k_elimination_anastrozole_per_day", LN2 / (50.0 / 24.0), "1/day", "drug_pk",
+       "anastrozole elimination", "t1/2 40-50 h (Arimidex label)"),
+    _p("v_anastrozole_l", 110.0, "L", "drug_pk", "apparent volume of anastrozole",
+       "derived: CL/F ~1.5 L/h (label)"),
+    _p("k_absorption_gonadorelin_per_day", LN2 / (15.0 / 1440.0), "1/day", "drug_pk",
+       "gonadorelin absorption (SC)", "assumption: minutes"),
+    _p("k_effect_gonadorelin_per_day", LN2 / (1.5 / 24.0), "1/day", "drug_pk",
+       "decay of the pituitary stimulus of a gonadorelin dose",
+       "plasma t1/2 minutes; LH response to a bolus lasts ~2-4 h (" + MF + " 6.4)"),
+    _p("k_plasma_gonadorelin_per_day", LN2 / (10.0 / 1440.0), "1/day", "drug_pk",
+       "gonadorelin plasma elimination (sets the trough between pulses)",
+       "terminal t1/2 10-40 min (" + MF + " 6.4)"),
+    # --- Hypothalamus: separate androgen and estrogen feedback on GnRH drive
+    _p("k_feedback_per_day", LN2 / 0.5, "1/day", "hypothalamus",
+       "equilibration of the feedback signals with serum free T and estrogen activity",
+       "assumption: LH falls within days of a T injection (Coviello 2005)"),
+    _p("ic50_free_t_pmol_l", 420.0, "pmol/L", "hypothalamus",
+       "free T halving GnRH drive (androgen-receptor feedback)",
+       "calibrated to C5/C6 (LH ED50 ~50 mg TE/week, LH <10% at 200 mg)"),
+    _p("hill_free_t", 2.5, "1", "hypothalamus", "steepness of androgen feedback", "calibrated to C5/C6"),
+    _p("ic50_e2_pg_ml", 18.0, "pg/mL", "hypothalamus",
+       "estrogen signal halving GnRH drive (estrogen-receptor feedback)",
+       "calibrated to C7 (clomiphene, anastrozole raise LH)"),
+    _p("hill_e2", 1.5, "1", "hypothalamus", "steepness of estrogen feedback",
+       "Pitteloud 2008: castration + aromatase block raise LH ~3x"),
+    _p("ki_enclomiphene_ng_ml", 1.0, "ng/mL", "hypothalamus",
+       "enclomiphene concentration halving estrogen-receptor signalling",
+       "calibrated to C7 (Helo 2017, Katz 2012)"),
+    _p("ki_zuclomiphene_ng_ml", 40.0, "ng/mL", "hypothalamus",
+       "zuclomiphene concentration halving estrogen-receptor signalling", "assumption: weak antagonist"),
+    _p("zuclomiphene_agonism_pg_ml_per_ng_ml", 0.2, "pg/mL per ng/mL", "hypothalamus",
+       "estradiol-equivalent agonism of zuclomiphene", "assumption: weakly estrogenic cis isomer (Clomid label)"),
+    _p("ki_tamoxifen_ng_ml", 60.0, "ng/mL", "hypothalamus",
+       "tamoxifen concentration halving estrogen-receptor signalling",
+       "assumption: 20 mg/day comparable to clomiphene 150 mg (Vermeulen 1978)"),
+    # --- Pituitary
+    _p("lh_gnrh_exponent", 1.0, "1", "pituitary", "LH secretion ~ (GnRH drive)^exponent", "assumption"),
+    _p("fsh_gnrh_exponent", 0.9, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
+       "calibrated to C6 (FSH 3% of baseline on TE)"),
+    _p("fsh_inhibin_exponent", 0.8, "1", "pituitary", "FSH ~ (inhibin B/baseline)^-exponent",
+       "inhibin B vs FSH r = -0.78 (Pierik 1998)"),
+    _p("k_pituitary_reserve_per_day", 1.0 / 30.0, "1/day", "pituitary",
+       "adaptation of gonadotroph reserve to GnRH stimulation",
+       "LH recovers over months after long TRT (MODEL.md; calibrated to C1/C4)"),
+    _p("pituitary_reserve_exponent", 0.5, "1", "pituitary",
+       "steady-state reserve ~ (GnRH stimulation)^exponent", "assumption"),
+    _p("gonadorelin_max_drive", 3.0, "1", "pituitary",
+       "maximal gonadorelin stimulus in units of baseline GnRH drive", "assumption (extrapolated)"),
+    _p("gonadorelin_ec50_ug", 2.0, "ug", "pituitary",
+       "gonadorelin in the effect compartment giving half-maximal stimulus",
+       "assumption: 5-20 ug pump pulses are physiological (" + MF + " 6.4)"),
+    _p("k_gnrh_desensitisation_per_day", 0.5, "1/day", "pituitary",
+       "maximal rate of GnRH-receptor desensitisation under sustained gonadorelin",
+       "Belchetz 1978: continuous GnRH fails to sustain LH within days"),
+    _p("k_gnrh_resensitisation_per_day", 0.5, "1/day", "pituitary",
+       "recovery of GnRH-receptor responsiveness", "assumption"),
+    _p("gonadorelin_sustained_ec50_ug_day", 20.0, "ug/day", "pituitary",
+       "sustained (trough) gonadorelin exposure giving half-maximal desensitisation", "assumption"),
+    # --- Leydig cells and intratesticular testosterone
+    _p("leydig_lh_ec50_iu_l", 5.18, "IU/L", "leydig", "LH giving half-maximal T stimulation",
+       "Tornøe 2007 L50"),
+    _p("leydig_lh_hill", 1.9, "1", "leydig", "Hill coefficient of LH on T production", "Tornøe 2007 kappa"),
+    _p("leydig_lh_max_fold", 77.5, "1", "leydig", "maximal LH stimulation over LH-independent production",
+       "Tornøe 2007 Lmax"),
+    _p("hcg_lh_equivalence", 0.12, "1", "leydig", "IU/L of LH equivalent to 1 IU/L of hCG at the LH receptor",
+       "calibrated to C6 (Coviello 2005 ITT with hCG 125-500 IU)"),
+    _p("leydig_floor", 0.35, "1", "leydig", "Leydig capacity left after prolonged absence of LH",
+       "assumption: T recovers within months of a cycle (C8)"),
+    _p("leydig_max_capacity_age30", 1.5, "1", "leydig", "maximal Leydig capacity under strong LH/hCG at 30 y",
+       "assumption: hCG stimulation raises T ~2x (" + MF + " 6.5)"),
+    _p("leydig_max_capacity_decline_per_year", 0.008, "1/year", "leydig",
+       "decline of maximal Leydig capacity per year of age over 30", "assumption from MMAS -0.8%/yr (Feldman 2002)"),
+    _p("k_leydig_atrophy_per_day", 1.0 / 45.0, "1/day", "leydig", "loss of Leydig capacity without LH",
+       "assumption: deeper suppression with longer TRT (MODEL.md)"),
+    _p("k_leydig_regrowth_per_day", 1.0 / 40.0, "1/day", "leydig", "regrowth of Leydig capacity at 30 y",
+       "calibrated to C8 (T back within 15% three months after a cycle)"),
+    _p("leydig_regrowth_decline_per_year", 0.015, "1/year", "leydig",
+       "fractional slowing of Leydig regrowth per year of age over 30", "assumption"),
+    _p("itt_serum_ratio", 87.5, "1", "leydig", "baseline ITT / serum total T",
+       "1234 nmol/L ITT at 14.1 nmol/L serum (Coviello 2005)"),
+    _p("itt_diffusion_ratio", 1.5, "1", "leydig", "ITT contributed per nmol/L of serum T",
+       "calibrated to C6 (ITT 6% of baseline on TE 200 mg/week)"),
+    # --- Aromatisation, SHBG
+    _p("anastrozole_imax", 0.85, "1", "estradiol", "maximal inhibition of aromatase by anastrozole",
+       "-70 to -80% E2 in women at 1 mg (Arimidex label)"),
+    _p("anastrozole_ic50_ng_ml", 6.0, "ng/mL", "estradiol", "anastrozole giving half-maximal aromatase inhibition",
+       "calibrated to C7 (T/E2 x2-3 at 1 mg/day)"),
+    _p("k_shbg_per_day", LN2 / 7.0, "1/day", "shbg", "turnover of SHBG", "SHBG t1/2 ~7 d (assumption)"),
+    _p("shbg_androgen_exponent", 0.3, "1", "shbg", "SHBG target ~ (total T/baseline)^-exponent",
+       "androgens lower hepatic SHBG (assumption)"),
+    _p("albumin_g_dl", 4.3, "g/dL", "shbg", "serum albumin for the free-T calculation", "Vermeulen 1999"),
+    _p("ka_shbg_l_mol", 1.0e9, "L/mol", "shbg", "association constant of T to SHBG", "Vermeulen 1999"),
+    _p("ka_albumin_l_mol", 3.6e4, "L/mol", "shbg", "association constant of T to albumin", "Vermeulen 1999"),
+    # --- Sertoli cells, inhibin B
+    _p("k_sertoli_per_day", LN2 / 7.0, "1/day", "sertoli", "adaptation of Sertoli function to FSH", "assumption"),
+    _p("sertoli_fsh_ec50", 0.3, "1", "sertoli", "FSH (fraction of own baseline) giving half-maximal Sertoli function",
+       "assumption"),
+    _p("inhibin_sertoli_exponent", 0.5, "1", "sertoli", "inhibin B ~ (Sertoli function)^exponent",
+       "inhibin B fell only to 75% on T+progestin (Matthiesson 2003)"),
+    _p("inhibin_germ_weight", 0.4, "1", "sertoli", "share of inhibin B that tracks the germ-cell content",
+       "inhibin B low in oligozoospermia (Grunewald 2013)"),
+    # --- Spermatogenesis
+    _p("spermatogenesis_days", 66.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
+       "64-74 d (Heller & Clermont; " + MF + " 4.1)"),
+    _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
+       "assumption: 2-12 d (" + MF + " 9)"),
+    _p("itt_support_ec50", 0.12, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
+       "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline)"),
+    _p("itt_support_hill", 3.0, "1", "spermatogenesis", "steepness of ITT support", "assumption"),
+    _p("fsh_support_ec50", 0.3, "1", "spermatogenesis", "Sertoli function giving half FSH support", "assumption"),
+    _p("fsh_support_hill", 2.0, "1", "spermatogenesis", "steepness of FSH support", "assumption"),
+    _p("support_weight_itt", 0.50, "1", "spermatogenesis", "share of output sustained by ITT alone",
+       "hCG alone restores ~1/2 of output (Bremner 1981)"),
+    _p("support_weight_fsh", 0.33, "1", "spermatogenesis", "share of output sustained by FSH alone",
+       "FSH alone restores ~1/3 (Matsumoto 1983)"),
+    _p("germ_death_max_per_day", 0.08, "1/day", "spermatogenesis",
+       "maximal loss rate of germ cells without hormonal support",
+       "calibrated to C3 (suppression half-time 5.5 wk)"),
+    _p("germ_death_support_ec50", 0.2, "1", "spermatogenesis", "support below which germ cells are lost",
+       "assumption"),
+    _p("k_reserve_depletion_per_day", 1.0 / 500.0, "1/day", "spermatogenesis",
+       "depletion of the spermatogonial reserve without support", "calibrated to C1/C2 (longer TRT recovers slower)"),
+    _p("k_reserve_recovery_per_day", 1.0 / 120.0, "1/day", "spermatogenesis",
+       "recovery of the spermatogonial reserve at 30 y", "calibrated to C1/C4 (plateau ~85% of baseline)"),
+    _p("reserve_recovery_decline_per_year", 0.01, "1/year", "spermatogenesis",
+       "fractional slowing of reserve recovery per year of age over 30", "assumption"),
+    # --- Semen observation
+    _p("semen_cv_within", 0.40, "1", "semen", "within-man CV of sperm concentration between samples",
+       "30-50% (calibration-targets.md conventions)"),
+    _p("azoospermia_limit_m_ml", 0.05, "M/mL", "semen", "concentration below which a sample shows no sperm",
+       "assumption: centrifuged-pellet detection"),
+)
+
+PARAMETER_INDEX: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+PARAMETER_NAMES: tuple[str, ...] = tuple(spec.name for spec in PARAMETERS)
+
+
+def default_parameters(n_patients: int | None = None, dtype=np.float64) -> dict[str, np.ndarray]:
+    """Defaults for every parameter.
+
+    Args:
+        n_patients: if given, each value is broadcast to shape ``(n_patients,)``.
+        dtype: NumPy dtype of the arrays.
+
+    Returns:
+        ``{name: array}`` with scalars (``n_patients=None``) or ``(n_patients,)`` arrays.
+    """
+    shape = () if n_patients is None else (int(n_patients),)
+    return {spec.name: np.full(shape, spec.default, dtype=dtype) for spec in PARAMETERS}
+
+
+def validate_parameters(params: Mapping[str, np.ndarray]) -> None:
+    """Raise ``ValueError`` naming the parameter for unknown, missing or invalid values."""
+    unknown = sorted(set(params) - set(PARAMETER_INDEX))
+    if unknown:
+        raise ValueError(f"unknown model parameter(s) {unknown}; valid names are listed in "
+                         "docs/model.md (popsim.model.PARAMETER_NAMES)")
+    missing = [name for name in PARAMETER_NAMES if name not in params]
+    if missing:
+        raise ValueError(f"missing model parameter(s) {missing}")
+    for name, value in params.items():
+        arr = np.asarray(value)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"model parameter '{name}' has non-finite values")
+        if PARAMETER_INDEX[name].positive and np.any(arr <= 0):
+            raise ValueError(f"model parameter '{name}' must be > 0 (unit {PARAMETER_INDEX[name].unit}); "
+                             f"got min {arr.min()}")

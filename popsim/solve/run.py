@@ -1,0 +1,89 @@
+"""Run the compiled simulator over a population in fixed-size chunks.
+
+Chunks are padded to ``chunk_size`` so that every chunk reuses one compiled function;
+results do not depend on the chunk size (each patient is simulated independently).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from popsim.dosing.table import DoseTable
+from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
+from popsim.solve.integrator import OutputGrid, plan_output_grid, population_simulator
+from popsim.solve.settings import SolverSettings
+
+
+class ChunkResult(NamedTuple):
+    """Outputs of one chunk (host NumPy arrays, padding removed).
+
+    Attributes:
+        patient_slice: the patients of this chunk in the population.
+        outputs: ``{observable: (n_chunk, n_times)}``.
+        failed: ``(n_chunk,)`` bool numerical-failure flags.
+    """
+
+    patient_slice: slice
+    outputs: dict[str, np.ndarray]
+    failed: np.ndarray
+
+
+def check_precision(precision: str) -> None:
+    """Raise if float64 is asked for while JAX runs in 32-bit mode."""
+    if precision == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("solver.precision='float64' needs 64-bit JAX: set the environment variable "
+                         "JAX_ENABLE_X64=1 or call jax.config.update('jax_enable_x64', True) before "
+                         "using JAX, or use precision='float32'")
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+    if array.shape[0] == size:
+        return array
+    reps = np.repeat(array[-1:], size - array.shape[0], axis=0)
+    return np.concatenate([array, reps], axis=0)
+
+
+def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_days,
+                   settings: SolverSettings = SolverSettings(), start_day: float = 0.0,
+                   observables: tuple[str, ...] | None = None,
+                   on_chunk: Callable[[int, int], None] | None = None) -> Iterator[ChunkResult]:
+    """Simulate a population chunk by chunk.
+
+    Args:
+        params: ``{name: (n_patients,)}`` for every model parameter.
+        doses: compiled DoseTable with ``n_patients`` rows.
+        times_days: ``(n_times,)`` output times, non-decreasing, >= start_day.
+        settings: solver settings.
+        start_day: time at which every patient is at his untreated steady state.
+        observables: subset of outputs to keep (all by default).
+        on_chunk: called with (patients done, total) after each chunk.
+
+    Yields:
+        ChunkResult per chunk, in patient order.
+    """
+    check_precision(settings.precision)
+    validate_parameters(params)
+    n = doses.species.shape[0]
+    for name in PARAMETER_NAMES:
+        if np.shape(params[name]) != (n,):
+            raise ValueError(f"parameter '{name}' has shape {np.shape(params[name])}; expected ({n},) "
+                             "(one value per patient)")
+    grid = plan_output_grid(times_days, settings.dt_days, start_day)
+    simulator = population_simulator(settings.precision)
+    dtype = np.float32 if settings.precision == "float32" else np.float64
+    size = min(settings.chunk_size, n)
+    grid_j = OutputGrid(*(jnp.asarray(a) for a in grid))
+    for begin in range(0, n, size):
+        end = min(begin + size, n)
+        chunk_params = {k: jnp.asarray(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
+        chunk_doses = DoseTable(*(jnp.asarray(_pad(np.asarray(a[begin:end]), size)) for a in doses))
+        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j)
+        keep = observables or tuple(outputs)
+        host = {k: np.asarray(outputs[k])[: end - begin] for k in keep}
+        if on_chunk is not None:
+            on_chunk(end, n)
+        yield ChunkResult(slice(begin, end), host, np.asarray(failed)[: end - begin])
