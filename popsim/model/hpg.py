@@ -210,7 +210,8 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     reserve_target = _pow(jnp.maximum(h["gnrh_stimulation"], 0.0), p["pituitary_reserve_exponent"])
     d_reserve = p["k_pituitary_reserve_per_day"] * (reserve_target - y[S.PITUITARY_RESERVE])
 
-    desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill(gonadorelin_sustained_ug_day, p["gonadorelin_sustained_ec50_ug_day"], 1.0)
+    desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill(
+        gonadorelin_sustained_ug_day, p["gonadorelin_sustained_ec50_ug_day"], p["gonadorelin_sustained_hill"])
     d_responsiveness = (p["k_gnrh_resensitisation_per_day"] * (1.0 - y[S.GNRH_RESPONSIVENESS])
                         - desensitisation * y[S.GNRH_RESPONSIVENESS])
 
@@ -226,7 +227,9 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     shrinking = jax.nn.sigmoid((leydig - leydig_target) / 0.02)
     d_leydig = (k_up + (k_down - k_up) * shrinking) * (leydig_target - leydig)
 
-    shbg_target = _pow(jnp.maximum(h["total_testosterone_nmol_l"] / p["t_base_nmol_l"], 1e-3), -p["shbg_androgen_exponent"])
+    # Androgens lower hepatic SHBG; below a quarter of baseline T the target stops rising
+    # (SHBG rises only modestly after castration).
+    shbg_target = _pow(jnp.maximum(h["total_testosterone_nmol_l"] / p["t_base_nmol_l"], 0.25), -p["shbg_androgen_exponent"])
     d_shbg = p["k_shbg_per_day"] * (shbg_target - y[S.SHBG])
 
     fsh_rel = h["fsh_iu_l"] / p["fsh_base_iu_l"]

@@ -133,6 +133,9 @@ def entry_rates(rates: ChainRates, onehot: jnp.ndarray, amount: jnp.ndarray,
     # Padding rows have zero one-hot; give them harmless positive rates.
     k1 = jnp.where(k1 > 0, k1, 1.0)
     k2 = jnp.where(k2 > 0, k2, 0.5)
+    # The summed Bateman form divides by k1 - k2; should variability make the two rates
+    # (nearly) equal, separate them by 0.1% (a relative error of that order in A2).
+    k1 = jnp.where(jnp.abs(k1 - k2) < 1e-3 * k1, k2 * 1.001 + 1e-6, k1)
     return EntryRates(k1, k2, f * amount, jnp.expm1(-k1 * interval_days), jnp.expm1(-k2 * interval_days), onehot)
 
 
