@@ -80,6 +80,21 @@ class _Doses(NamedTuple):
     n_doses: jnp.ndarray
 
 
+class Rules(NamedTuple):
+    """Monitoring rules of the patients, each field ``(n_patients, n_rules)``; see
+    popsim.population.regimens.RuleTable for the meaning of the fields."""
+
+    observable: jnp.ndarray
+    sign: jnp.ndarray
+    threshold: jnp.ndarray
+    first_check_day: jnp.ndarray
+    every_days: jnp.ndarray
+    n_checks: jnp.ndarray
+    target_entry: jnp.ndarray
+    factor: jnp.ndarray
+    max_scale: jnp.ndarray
+
+
 def _doses_before(doses: _Doses, t, tol):
     """Number of doses of each entry strictly before time t (a dose within ``tol`` after
     t counts as at t). Step boundaries are always computed the same way, so a dose near a
@@ -101,7 +116,7 @@ def _window(doses: _Doses, first_index, end_index, first_offset, until, strict, 
     return pk.DoseWindow(count, last_offset)
 
 
-def _gonadorelin_sustained(doses: _Doses, t, p):
+def _gonadorelin_sustained(doses: _Doses, scale, t, p):
     """Sustained (trough) gonadorelin input at time t, ug/day, summed over active courses.
 
     For boluses every tau with plasma elimination k the trough is a share
@@ -114,7 +129,7 @@ def _gonadorelin_sustained(doses: _Doses, t, p):
     x = k * tau
     share = x * jnp.exp(-x) / -jnp.expm1(-x)
     active = (t >= doses.start_days) & (t < doses.start_days + doses.n_doses * tau)
-    rate = doses.amount / tau * share * doses.onehot[:, _GONADORELIN]
+    rate = doses.amount * scale / tau * share * doses.onehot[:, _GONADORELIN]
     return jnp.sum(jnp.where(active, rate, 0.0))
 
 
@@ -122,24 +137,52 @@ def _make_patient_simulator(dtype):
     # Dose-time coincidence tolerance, days: float32 resolves ~1e-4 d at t ~ 5 years.
     tol = 2e-4 if dtype == jnp.float32 else 1e-9
 
-    def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid):
+    def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid, scale0, rules: Rules):
         p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
         rates = pk.chain_rates(p)
         c = hpg.patient_constants(p)
         entries = pk.entry_rates(rates, doses.onehot, doses.amount, doses.interval_days)
 
-        def pk_at(a1_0, a2_0, first_index, end_index, first_offset, until, strict):
+        n_rules = rules.sign.shape[-1]
+
+        def pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset, until, strict):
             a1, a2 = pk.propagate(a1_0, a2_0, rates, until)
             window = _window(doses, first_index, end_index, first_offset, until, strict, tol)
-            d1, d2 = pk.dose_sums(entries, doses.interval_days, window, until)
+            d1, d2 = pk.dose_sums(scaled, doses.interval_days, window, until)
             return a1 + d1, a2 + d2
 
-        def rhs(y, a2, t):
+        def rhs(y, a2, t, scale):
             exposure = pk.exposures(a2, rates)
-            return hpg.vector_field(y, exposure, _gonadorelin_sustained(doses, t, p), p, c)
+            return hpg.vector_field(y, exposure, _gonadorelin_sustained(doses, scale, t, p), p, c)
+
+        def observe(y, a2):
+            exposure = pk.exposures(a2, rates)
+            out = {**exposure, **hpg.hormones(y, exposure, p, c),
+                   "leydig_capacity": y[hpg.S.LEYDIG_CAPACITY],
+                   "pituitary_reserve": y[hpg.S.PITUITARY_RESERVE],
+                   "spermatogonial_reserve": y[hpg.S.SPERMATOGONIAL_RESERVE]}
+            return {name: out[name] for name in OBSERVABLES}
+
+        def apply_rules(y, a2, scale, t0, t1):
+            # A check due in [t0, t1) is taken at t0 (pre-dose values at the boundary).
+            values = jnp.stack(list(observe(y, a2).values()))
+            for r in range(n_rules):
+                due = jnp.ceil((t0 - rules.first_check_day[r]) / rules.every_days[r] - tol / rules.every_days[r])
+                check_time = rules.first_check_day[r] + jnp.maximum(due, 0.0) * rules.every_days[r]
+                is_due = (check_time < t1 - tol) & (due < rules.n_checks[r]) & (check_time >= t0 - tol)
+                value = values[rules.observable[r]]
+                fires = is_due & (rules.sign[r] * (value - rules.threshold[r]) > 0)
+                target = rules.target_entry[r]
+                current = scale[target]
+                updated = jnp.minimum(jnp.maximum(current, 1.0) * rules.factor[r], rules.max_scale[r])
+                scale = scale.at[target].set(jnp.where(fires, updated, current))
+            return scale
 
         def step(carry, t0, t1):
-            y, a1_0, a2_0 = carry
+            y, a1_0, a2_0, scale = carry
+            if n_rules:
+                scale = apply_rules(y, a2_0, scale, t0, t1)
+            scaled = entries._replace(dose_scale=entries.dose_scale * scale)
             h = t1 - t0
             interval = doses.interval_days
             first_index = _doses_before(doses, t0, tol)
@@ -156,7 +199,7 @@ def _make_patient_simulator(dtype):
             split = jnp.where(split < h, split, jnp.where(dose_at_start, SPLIT_FRACTION * h, 0.5 * h))
 
             def at(u, strict):
-                return pk_at(a1_0, a2_0, first_index, end_index, first_offset, u, strict)
+                return pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset, u, strict)
 
             def rk4(y, u0, u1):
                 dt = u1 - u0
@@ -164,16 +207,16 @@ def _make_patient_simulator(dtype):
                 _, a2a = at(u0, False)
                 _, a2m = at(um, False)
                 _, a2b = at(u1, True)
-                k1 = rhs(y, a2a, t0 + u0)
-                k2 = rhs(y + 0.5 * dt * k1, a2m, t0 + um)
-                k3 = rhs(y + 0.5 * dt * k2, a2m, t0 + um)
-                k4 = rhs(y + dt * k3, a2b, t0 + u1)
+                k1 = rhs(y, a2a, t0 + u0, scale)
+                k2 = rhs(y + 0.5 * dt * k1, a2m, t0 + um, scale)
+                k3 = rhs(y + 0.5 * dt * k2, a2m, t0 + um, scale)
+                k4 = rhs(y + dt * k3, a2b, t0 + u1, scale)
                 return y + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
             y = rk4(y, jnp.zeros_like(h), split)
             y = rk4(y, split, h)
             a1, a2 = at(h, True)
-            return (y, a1, a2)
+            return (y, a1, a2, scale)
 
         def interval_body(carry, xs):
             t_start, t_end, n_steps, h = xs
@@ -186,20 +229,14 @@ def _make_patient_simulator(dtype):
                 return step(c, boundary(i), boundary(i + 1))
 
             carry = jax.lax.fori_loop(0, n_steps, body, carry)
-            y, a1, a2 = carry
-            exposure = pk.exposures(a2, rates)
-            hormones = hpg.hormones(y, exposure, p, c)
-            out = {**exposure, **hormones,
-                   "leydig_capacity": y[hpg.S.LEYDIG_CAPACITY],
-                   "pituitary_reserve": y[hpg.S.PITUITARY_RESERVE],
-                   "spermatogonial_reserve": y[hpg.S.SPERMATOGONIAL_RESERVE]}
-            out = {name: out[name] for name in OBSERVABLES}
+            y, a1, a2, scale = carry
+            out = observe(y, a2)
             finite = jnp.all(jnp.isfinite(y)) & jnp.all(jnp.isfinite(a2))
-            return (y, a1, a2), (out, finite)
+            return carry, (out, finite)
 
         y0 = hpg.initial_state(dtype)
         zeros = jnp.zeros((N_SPECIES,), dtype)
-        carry0 = (y0, zeros, zeros)
+        carry0 = (y0, zeros, zeros, scale0.astype(dtype))
         final, (outputs, finite) = jax.lax.scan(interval_body, carry0, grid)
         return outputs, ~jnp.all(finite), final[0]
 
@@ -213,9 +250,10 @@ def population_simulator(precision: str = "float32"):
     """The jitted population simulator for a precision (built once and cached).
 
     Returns:
-        ``fn(params, doses, grid) -> (outputs, failed, final_state)`` where ``params`` is
-        ``{name: (n_patients,)}``, ``doses`` a DoseTable of jnp arrays, ``grid`` an
-        OutputGrid; ``outputs`` maps each name of OBSERVABLES to ``(n_patients, n_times)``,
+        ``fn(params, doses, grid, scale0, rules) -> (outputs, failed, final_state)`` where
+        ``params`` is ``{name: (n_patients,)}``, ``doses`` a DoseTable of jnp arrays,
+        ``grid`` an OutputGrid, ``scale0`` the ``(n_patients, n_entries)`` initial dose
+        scales and ``rules`` a Rules table (``n_rules`` may be 0); ``outputs`` maps each name of OBSERVABLES to ``(n_patients, n_times)``,
         ``failed`` is ``(n_patients,)`` bool (a non-finite state anywhere), and
         ``final_state`` is ``(n_patients, n_states)``.
     """
@@ -223,13 +261,16 @@ def population_simulator(precision: str = "float32"):
         dtype = jnp.float32 if precision == "float32" else jnp.float64
         one = _make_patient_simulator(dtype)
 
-        def run(params, doses, grid):
+        def run(params, doses, grid, scale0, rules):
             onehot = jax.nn.one_hot(doses.species, N_SPECIES, dtype=dtype) * (doses.n_doses > 0)[..., None]
             d = _Doses(onehot, doses.amount.astype(dtype), doses.start_days.astype(dtype),
                        doses.interval_days.astype(dtype), doses.n_doses)
             g = OutputGrid(grid.interval_start_days.astype(dtype), grid.interval_end_days.astype(dtype),
                            grid.n_steps, grid.step_days.astype(dtype))
-            return jax.vmap(one, in_axes=(0, 0, None))(params, d, g)
+            r = Rules(rules.observable, rules.sign.astype(dtype), rules.threshold.astype(dtype),
+                      rules.first_check_day.astype(dtype), rules.every_days.astype(dtype), rules.n_checks,
+                      rules.target_entry, rules.factor.astype(dtype), rules.max_scale.astype(dtype))
+            return jax.vmap(one, in_axes=(0, 0, None, 0, 0))(params, d, g, scale0.astype(dtype), r)
 
         _SIMULATORS[precision] = jax.jit(run)
     return _SIMULATORS[precision]

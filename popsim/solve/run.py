@@ -14,7 +14,7 @@ import numpy as np
 
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
-from popsim.solve.integrator import OutputGrid, plan_output_grid, population_simulator
+from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
 from popsim.solve.settings import SolverSettings
 
 
@@ -50,7 +50,8 @@ def _pad(array: np.ndarray, size: int) -> np.ndarray:
 def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_days,
                    settings: SolverSettings = SolverSettings(), start_day: float = 0.0,
                    observables: tuple[str, ...] | None = None,
-                   on_chunk: Callable[[int, int], None] | None = None) -> Iterator[ChunkResult]:
+                   on_chunk: Callable[[int, int], None] | None = None,
+                   initial_scale: np.ndarray | None = None, rules: Rules | None = None) -> Iterator[ChunkResult]:
     """Simulate a population chunk by chunk.
 
     Args:
@@ -61,6 +62,8 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         start_day: time at which every patient is at his untreated steady state.
         observables: subset of outputs to keep (all by default).
         on_chunk: called with (patients done, total) after each chunk.
+        initial_scale: ``(n_patients, n_entries)`` dose scales (default 1).
+        rules: monitoring rules, fields ``(n_patients, n_rules)`` (default none).
 
     Yields:
         ChunkResult per chunk, in patient order.
@@ -73,6 +76,11 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
             raise ValueError(f"parameter '{name}' has shape {np.shape(params[name])}; expected ({n},) "
                              "(one value per patient)")
     grid = plan_output_grid(times_days, settings.dt_days, start_day)
+    if initial_scale is None:
+        initial_scale = np.ones(doses.species.shape)
+    if rules is None:
+        z, zi = np.zeros((n, 0)), np.zeros((n, 0), np.int32)
+        rules = Rules(zi, z, z, z, z, zi, zi, z, z)
     simulator = population_simulator(settings.precision)
     dtype = np.float32 if settings.precision == "float32" else np.float64
     size = min(settings.chunk_size, n)
@@ -81,7 +89,9 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         end = min(begin + size, n)
         chunk_params = {k: jnp.asarray(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
         chunk_doses = DoseTable(*(jnp.asarray(_pad(np.asarray(a[begin:end]), size)) for a in doses))
-        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j)
+        chunk_scale = jnp.asarray(_pad(np.asarray(initial_scale[begin:end], dtype), size))
+        chunk_rules = Rules(*(jnp.asarray(_pad(np.asarray(a[begin:end]), size)) for a in rules))
+        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules)
         keep = observables or tuple(outputs)
         host = {k: np.asarray(outputs[k])[: end - begin] for k in keep}
         if on_chunk is not None:

@@ -12,14 +12,16 @@ class SolverSettings:
     Attributes:
         dt_days: largest step of the fixed-step scheme (days). Each step is split at the
             first dose inside it and both parts take one classical RK4 step, so dose
-            times are exact. The default (6 h) meets the accuracy targets of docs/accuracy.md for every
-            drug but gonadorelin boluses, whose minutes-long pituitary stimulus needs
-            dt_days <= 1/24 (the gonadorelin protocol configs set it).
+            times are exact. The default (4 h) keeps hormones within 1e-3 (relative) and recovery
+            times within 1 day of a tight reference for every product and drug but
+            gonadorelin (docs/accuracy.md); gonadorelin boluses need 1/48 d and a
+            90-min pump 1/24 d (the gonadorelin protocol configs set it). 4 h also puts
+            daily, twice-weekly and weekly doses on step boundaries.
         precision: "float32" (population default) or "float64" (reference, calibration).
         chunk_size: patients per compiled batch; bounds memory.
     """
 
-    dt_days: float = 0.25
+    dt_days: float = 1.0 / 6.0
     precision: str = "float32"
     chunk_size: int = 4096
 

@@ -1,0 +1,159 @@
+"""Recovery endpoints of MODEL.md ("Outcomes") for a chunk of patients.
+
+Each endpoint is a threshold crossing from a per-patient origin, measured on the latent
+trajectory (interpolated daily values) and, for semen endpoints, on a sampling schedule
+(e.g. monthly samples, as the contraception trials did), right-censored at the horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from popsim.model.observation import sample_semen
+from popsim.outcomes.endpoints import first_crossing, suppression_depth
+
+ORIGINS = ("first_missed_dose", "last_dose", "protocol_start")
+
+# Lower limit of the adult LH reference range, IU/L (model-facts.md 7.3).
+LH_LOWER_LIMIT_IU_L = 1.7
+# Hypogonadism threshold, nmol/L (300 ng/dL, AUA; model-facts.md 7.1).
+TESTOSTERONE_THRESHOLD_NMOL_L = 10.4
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """Which endpoints to compute.
+
+    Attributes:
+        sperm_thresholds_m_ml: recovery to sperm concentration >= each threshold.
+        baseline_fractions: recovery to >= each fraction of the man's own baseline.
+        tmc_threshold_m: recovery to total motile count >= this (million).
+        sampling_interval_days: interval of the semen-sample schedule (0: latent only).
+        first_sample_offset_days: first sample after the origin.
+    """
+
+    sperm_thresholds_m_ml: tuple[float, ...] = (1.0, 3.0, 5.0, 10.0, 15.0, 16.0, 20.0)
+    baseline_fractions: tuple[float, ...] = (0.5, 0.85)
+    tmc_threshold_m: float = 5.0
+    sampling_interval_days: float = 30.0
+    first_sample_offset_days: float = 30.0
+
+    def validate(self) -> None:
+        if any(t <= 0 for t in self.sperm_thresholds_m_ml):
+            raise ValueError("outcomes.sperm_thresholds_m_ml must be > 0")
+        if any(not 0 < f <= 2 for f in self.baseline_fractions):
+            raise ValueError("outcomes.baseline_fractions must be in (0, 2]")
+        if self.sampling_interval_days < 0 or self.first_sample_offset_days < 0:
+            raise ValueError("outcomes.sampling_interval_days and first_sample_offset_days must be >= 0")
+
+
+def _label(x: float) -> str:
+    return f"{x:g}".replace(".", "p")
+
+
+def endpoint_names(spec: EndpointSpec) -> list[str]:
+    """Names of the endpoints ``spec`` produces, in column order."""
+    names = [f"conc_ge_{_label(t)}" for t in spec.sperm_thresholds_m_ml]
+    names += [f"conc_ge_{int(round(f * 100))}pct_baseline" for f in spec.baseline_fractions]
+    names += [f"tmc_ge_{_label(spec.tmc_threshold_m)}", "any_sperm", "testosterone_ge_10p4", "lh_in_range"]
+    return names
+
+
+def compute_outcomes(times_days: np.ndarray, outputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
+                     origin_days: np.ndarray, horizon_days: float, trt_start_days: np.ndarray,
+                     trt_end_days: np.ndarray, spec: EndpointSpec, semen_key, patient_ids: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """Per-patient recovery and suppression outcomes of one chunk.
+
+    Args:
+        times_days: ``(n_times,)`` daily grid.
+        outputs: ``{observable: (n, n_times)}`` with sperm_concentration_m_ml,
+            total_testosterone_nmol_l and lh_iu_l.
+        params: ``{parameter: (n,)}`` (baselines, semen observation parameters).
+        origin_days: ``(n,)`` recovery origin.
+        horizon_days: follow-up after the origin (censoring time).
+        trt_start_days, trt_end_days: ``(n,)`` TRT window (end = first missed dose).
+        spec: endpoints to compute.
+        semen_key: PRNG key of the semen-sample stream.
+        patient_ids: ``(n,)`` ids (keys of the per-patient samples).
+
+    Returns:
+        ``{column: (n,)}``: for each endpoint ``<name>_days`` and ``<name>_observed`` on
+        the latent trajectory, ``sampled_<name>_days``/``_observed`` on the schedule for
+        semen endpoints, plus suppression columns.
+    """
+    sperm = outputs["sperm_concentration_m_ml"]
+    out: dict[str, np.ndarray] = {}
+    volume_motile = params["semen_volume_ml"] * params["motility_fraction"]
+    latent = {f"conc_ge_{_label(t)}": (sperm, t) for t in spec.sperm_thresholds_m_ml}
+    latent.update({f"conc_ge_{int(round(f * 100))}pct_baseline": (sperm, f * params["sperm_base_m_ml"])
+                   for f in spec.baseline_fractions})
+    latent[f"tmc_ge_{_label(spec.tmc_threshold_m)}"] = (sperm * volume_motile[:, None], spec.tmc_threshold_m)
+    latent["any_sperm"] = (sperm, params["azoospermia_limit_m_ml"])
+    semen_names = list(latent)
+    for name, (values, threshold) in latent.items():
+        event = first_crossing(times_days, values, origin_days, threshold, horizon_days=horizon_days)
+        out[f"{name}_days"] = event.time_days
+        out[f"{name}_observed"] = event.observed
+    # Hormones: exogenous T still circulates at the origin, so recovery is the return above
+    # the threshold after the post-treatment fall below it (0 if it never fell below).
+    for name, values, threshold in (("testosterone_ge_10p4", outputs["total_testosterone_nmol_l"], TESTOSTERONE_THRESHOLD_NMOL_L),
+                                    ("lh_in_range", outputs["lh_iu_l"], LH_LOWER_LIMIT_IU_L)):
+        fall = first_crossing(times_days, values, origin_days, threshold - 1e-6, rising=False, interpolate=False,
+                              horizon_days=horizon_days)
+        start = np.where(fall.observed, origin_days + fall.time_days, origin_days)
+        event = first_crossing(times_days, values, start, threshold, horizon_days=np.maximum(
+            horizon_days - (start - origin_days), 0.0))
+        out[f"{name}_days"] = np.where(fall.observed, event.time_days + (start - origin_days), 0.0)
+        out[f"{name}_observed"] = np.where(fall.observed, event.observed, True)
+
+    if spec.sampling_interval_days > 0:
+        n_samples = int(np.floor((horizon_days - spec.first_sample_offset_days) / spec.sampling_interval_days)) + 1
+        offsets = spec.first_sample_offset_days + spec.sampling_interval_days * np.arange(max(n_samples, 0))
+        sample_times = origin_days[:, None] + offsets[None, :]
+        rows = np.arange(sperm.shape[0])
+        # Latent concentration at each sample time (linear interpolation of the daily grid).
+        idx = np.clip(np.searchsorted(times_days, sample_times) - 1, 0, times_days.size - 2)
+        t0, t1 = times_days[idx], times_days[idx + 1]
+        w = np.clip((sample_times - t0) / (t1 - t0), 0.0, 1.0)
+        latent_at = (1 - w) * sperm[rows[:, None], idx] + w * sperm[rows[:, None], idx + 1]
+        valid = sample_times <= times_days[-1]
+        latent_at = latent_at.astype(np.float32)
+        conc, _ = sample_semen(semen_key, jnp.asarray(patient_ids), jnp.arange(offsets.size),
+                               jnp.asarray(latent_at), *(jnp.asarray(np.asarray(params[k], np.float32)) for k in
+                                                          ("semen_cv_within", "azoospermia_limit_m_ml",
+                                                           "semen_volume_ml", "motility_fraction")))
+        conc = np.where(valid, np.asarray(conc), np.nan)
+        sampled = {name: conc for name in semen_names}
+        sampled[f"tmc_ge_{_label(spec.tmc_threshold_m)}"] = conc * volume_motile[:, None]
+        for name in semen_names:
+            values, threshold = latent[name]
+            thr = np.broadcast_to(np.asarray(threshold, float), (sperm.shape[0],))
+            if name == "any_sperm":
+                met = sampled[name] > 0
+            else:
+                met = sampled[name] >= thr[:, None]
+            met &= valid
+            has = met.any(axis=1)
+            first = np.where(has, met.argmax(axis=1), 0)
+            last_valid = np.maximum(valid.sum(axis=1) - 1, 0)
+            out[f"sampled_{name}_days"] = np.where(has, offsets[first], offsets[last_valid] if offsets.size else 0.0)
+            out[f"sampled_{name}_observed"] = has
+
+    during = np.isfinite(trt_start_days)
+    out["suppression_min_sperm_fraction"] = suppression_depth(times_days, sperm, np.where(during, trt_start_days, np.inf),
+                                                              trt_end_days, params["sperm_base_m_ml"])
+    out["suppression_min_lh_fraction"] = suppression_depth(times_days, outputs["lh_iu_l"], np.where(during, trt_start_days, np.inf),
+                                                           trt_end_days, params["lh_base_iu_l"])
+    to_1 = first_crossing(times_days, sperm, trt_start_days, 1.0, rising=False,
+                          horizon_days=np.maximum(trt_end_days - trt_start_days, 0.0))
+    out["suppression_to_conc_le_1_days"] = to_1.time_days
+    out["suppression_to_conc_le_1_observed"] = to_1.observed
+    below_limit = sperm < params["azoospermia_limit_m_ml"][:, None]
+    in_trt = (times_days[None, :] >= trt_start_days[:, None]) & (times_days[None, :] <= trt_end_days[:, None])
+    out["azoospermic_during_trt"] = (below_limit & in_trt).any(axis=1)
+    return out
