@@ -4,7 +4,7 @@
 
 Compares the fixed-step population integrator (popsim.solve.integrator) with the
 tight-tolerance reference (popsim.solve.reference) on every regimen of
-popsim.solve.accuracy.ACCURACY_REGIMENS, for each step dt_days and precision of the
+popsim.verify.accuracy.ACCURACY_REGIMENS, for each step dt_days and precision of the
 sweep, over two years of daily output. Without ``--write`` the report goes to stdout.
 """
 
@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from popsim.solve import accuracy as acc  # noqa: E402
+from popsim.verify import accuracy as acc  # noqa: E402
 from popsim.solve.settings import SolverSettings  # noqa: E402
 
 DEFAULT_DTS = (0.5, 0.25, 1 / 6, 1 / 12, 1 / 24, 1 / 48)
@@ -169,7 +169,7 @@ def render(names, horizon, dts, precisions, results, dropped, ref_seconds) -> st
             else:
                 lines.append(f"- Gonadorelin boluses need dt_days <= {dt_label(best)} ({best * 24 * 60:g} min) to meet the "
                              f"targets in {where} (largest step of the sweep meeting them, with every finer step).")
-        lines.append(f"  `popsim.solve.accuracy.GONADORELIN_DT_DAYS` = {dt_label(acc.GONADORELIN_DT_DAYS)}. Per regimen "
+        lines.append(f"  `popsim.verify.accuracy.GONADORELIN_DT_DAYS` = {dt_label(acc.GONADORELIN_DT_DAYS)}. Per regimen "
                      f"({default.precision}): " + ", ".join(
                          f"`{n}` {dt_label(b) if (b := largest_passing_dt(results, default.precision, dts, [n])) else 'none'}"
                          for n in gon) + ".")

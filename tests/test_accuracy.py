@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from popsim.solve.accuracy import (
+from popsim.verify.accuracy import (
     GONADORELIN_DT_DAYS, GONADORELIN_REGIMENS, HORMONES, NON_GONADORELIN_REGIMENS, RECOVERY_CRITERIA,
     TARGET_RECOVERY_DAYS, TARGET_RELATIVE_ERROR,
 )
@@ -43,7 +43,7 @@ def run_x64(code: str, timeout: float = 600.0):
 
 COMPARE = """
     import json
-    from popsim.solve import accuracy as acc
+    from popsim.verify import accuracy as acc
     out = {{}}
     for key, dt, precision in {jobs!r}:
         res = acc.compare_to_reference(tuple(acc.ACCURACY_REGIMENS), {horizon!r}, dt, precision)
@@ -100,7 +100,7 @@ def test_gonadorelin_meets_targets_at_its_step(default_accuracy):
 
 PRECISIONS = """
     import json
-    from popsim.solve import accuracy as acc
+    from popsim.verify import accuracy as acc
     names = ("te_200mg_weekly_stop",)
     _, _, _, origin = acc._problem(names)
     times = acc.output_times({horizon!r})
@@ -147,7 +147,7 @@ def test_float32_identical_with_and_without_x64(tmp_path):
 
     if jax.config.jax_enable_x64:
         pytest.skip("this session runs 64-bit JAX")
-    from popsim.solve import accuracy as acc
+    from popsim.verify import accuracy as acc
 
     horizon = 120.0
     here = acc.simulated_outputs(tuple(acc.ACCURACY_REGIMENS), horizon, SolverSettings().dt_days, "float32")
@@ -155,7 +155,7 @@ def test_float32_identical_with_and_without_x64(tmp_path):
     run_x64(f"""
         import json
         import numpy as np
-        from popsim.solve import accuracy as acc
+        from popsim.verify import accuracy as acc
         out = acc.simulated_outputs(tuple(acc.ACCURACY_REGIMENS), {horizon!r}, {SolverSettings().dt_days!r}, "float32")
         np.savez({str(path)!r}, **out)
         print(json.dumps("ok"))
@@ -166,7 +166,7 @@ def test_float32_identical_with_and_without_x64(tmp_path):
 
 
 def test_recovery_difference_censoring():
-    from popsim.solve.accuracy import recovery_difference, relative_error
+    from popsim.verify.accuracy import recovery_difference, relative_error
 
     sim = (np.array([10.0, 5.0, 7.0, 3.0]), np.array([True, False, True, False]))
     ref = (np.array([10.5, 5.0, 9.0, 2.0]), np.array([True, False, False, True]))

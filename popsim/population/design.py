@@ -177,7 +177,8 @@ class CohortDesign:
                 raise ValueError(f"{at}: every_days, factor and max_scale must be > 0")
         for name, values in self.grid:
             if name not in GRID_FIELDS:
-                raise ValueError(f"grid field '{name}' is unknown; valid grid fields are {list(GRID_FIELDS)}")
+                raise ValueError(f"population.grid field '{name}' is unknown; valid grid fields are "
+                                 f"{[f.replace('trt.duration_days', 'trt.duration_months') for f in GRID_FIELDS]}")
             if len(values) == 0:
                 raise ValueError(f"grid field '{name}' has no values")
             if name == "trt.product":

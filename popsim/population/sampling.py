@@ -116,10 +116,12 @@ def sample_cohort(design: CohortDesign, key, patient_ids) -> Cohort:
     params = typical_parameters(cov["age_years"], cov["bmi_kg_m2"], cov["asian"], cov["testicular_function"],
                                 dict(design.covariate_effects))
     if design.variability.cv:
-        chol = jnp.asarray(design.variability.cholesky(), jnp.float32)
+        chol = design.variability.cholesky()
         eta_keys = stream(_STREAM_ETA)
-        z = jax.vmap(lambda k: jax.random.normal(k, (chol.shape[0],)))(eta_keys)
-        eta = np.asarray(z @ chol.T, float)
+        z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (chol.shape[0],)))(eta_keys), np.float64)
+        # Row by row in float64 (no matrix product, whose blocking depends on the batch
+        # size), so a patient's etas are bit-identical in any population or chunk.
+        eta = np.stack([np.sum(z * chol[i][None, :], axis=1) for i in range(chol.shape[0])], axis=1)
         for j, name in enumerate(design.variability.names):
             params[name] = params[name] * np.exp(eta[:, j])
     return Cohort(ids, man, cell, cov, params, trt)

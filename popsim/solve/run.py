@@ -32,6 +32,9 @@ class ChunkResult(NamedTuple):
     failed: np.ndarray
 
 
+_BATCH_MULTIPLE = 32
+
+
 def check_precision(precision: str) -> None:
     """Raise if float64 is asked for while JAX runs in 32-bit mode."""
     if precision == "float64" and not jax.config.jax_enable_x64:
@@ -83,10 +86,14 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         rules = Rules(zi, z, z, z, z, zi, zi, z, z)
     simulator = population_simulator(settings.precision)
     dtype = np.float32 if settings.precision == "float32" else np.float64
-    size = min(settings.chunk_size, n)
+    # Compiled batches are a multiple of _BATCH_MULTIPLE: XLA's vectorised loops then take
+    # the same code path for every patient, so results are bit-identical whatever the
+    # chunk size (a remainder loop may round differently).
+    size = -(-min(settings.chunk_size, n) // _BATCH_MULTIPLE) * _BATCH_MULTIPLE
     grid_j = OutputGrid(*(jnp.asarray(a) for a in grid))
-    for begin in range(0, n, size):
-        end = min(begin + size, n)
+    step = min(settings.chunk_size, n)
+    for begin in range(0, n, step):
+        end = min(begin + step, n)
         chunk_params = {k: jnp.asarray(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
         chunk_doses = DoseTable(*(jnp.asarray(_pad(np.asarray(a[begin:end]), size)) for a in doses))
         chunk_scale = jnp.asarray(_pad(np.asarray(initial_scale[begin:end], dtype), size))
