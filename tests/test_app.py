@@ -69,7 +69,7 @@ def test_a_bad_value_inside_a_sweep_is_named():
 
 def run_cli(args, cwd):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "popsim.app.simulate", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "popsim.app.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

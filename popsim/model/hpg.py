@@ -112,7 +112,7 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
 
     Args:
         y: ``(n_states,)`` slow states (see popsim.model.state).
-        exposure: drug exposures from popsim.model.pk.exposures.
+        exposure: drug exposures from popsim.model.pk.exposures (None = drug absent).
         p: parameters of the patient (scalars).
         c: ``patient_constants(p)``.
 
@@ -130,8 +130,10 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
     x_e = y[S.FEEDBACK_ESTROGEN] * e2_base
     drive_endogenous = (_inhibition(x_t, p["ic50_free_t_pmol_l"], p["hill_free_t"])
                         * _inhibition(x_e, p["ic50_e2_pg_ml"], p["hill_e2"])) / c["drive_base"]
-    gonadorelin = p["gonadorelin_max_drive"] * _hill(exposure["gonadorelin_effect_ug"], p["gonadorelin_ec50_ug"], 1.0)
-    stimulation = y[S.GNRH_RESPONSIVENESS] * (drive_endogenous + gonadorelin)
+    drive = drive_endogenous
+    if exposure["gonadorelin_effect_ug"] is not None:
+        drive = drive + p["gonadorelin_max_drive"] * _hill(exposure["gonadorelin_effect_ug"], p["gonadorelin_ec50_ug"], 1.0)
+    stimulation = y[S.GNRH_RESPONSIVENESS] * drive
 
     # Pituitary: LH and FSH from GnRH stimulation and gonadotroph reserve; FSH also
     # restrained by inhibin B.
@@ -143,16 +145,19 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
     lh = p["lh_base_iu_l"] * y[S.PITUITARY_RESERVE] * _pow(stimulation, p["lh_gnrh_exponent"])
     fsh_endogenous = (p["fsh_base_iu_l"] * y[S.PITUITARY_RESERVE] * _pow(stimulation, p["fsh_gnrh_exponent"])
                       * _pow(inhibin_rel, -p["fsh_inhibin_exponent"]))
-    fsh = fsh_endogenous + exposure["fsh_exogenous_iu_l"]
+    fsh = fsh_endogenous if exposure["fsh_exogenous_iu_l"] is None else fsh_endogenous + exposure["fsh_exogenous_iu_l"]
 
     # Leydig cells: T production from LH (+ hCG at the LH receptor) times capacity.
-    lh_effective = lh + p["hcg_lh_equivalence"] * exposure["hcg_iu_l"]
+    lh_effective = lh if exposure["hcg_iu_l"] is None else lh + p["hcg_lh_equivalence"] * exposure["hcg_iu_l"]
     production_rel = y[S.LEYDIG_CAPACITY] * _leydig_output(lh_effective, p) / c["leydig_output_base"]
     shbg_rel = jnp.maximum(y[S.SHBG], 1e-3)
     clearance_rel = _pow(shbg_rel, -p["shbg_clearance_exponent"])
     t_endogenous = t_base * production_rel / clearance_rel
-    release_nmol_day = exposure["testosterone_release_mg_day"] * 1e6 / TESTOSTERONE_G_PER_MOL
-    t_exogenous = release_nmol_day / (p["cl_testosterone_l_day"] * clearance_rel)
+    if exposure["testosterone_release_mg_day"] is None:
+        t_exogenous = jnp.zeros_like(t_endogenous)
+    else:
+        release_nmol_day = exposure["testosterone_release_mg_day"] * 1e6 / TESTOSTERONE_G_PER_MOL
+        t_exogenous = release_nmol_day / (p["cl_testosterone_l_day"] * clearance_rel)
     total_t = t_endogenous + t_exogenous
     shbg = shbg_base * shbg_rel
     free_t = free_testosterone_pmol_l(total_t, shbg, p)
@@ -162,15 +167,21 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
     itt = (itt_base - p["itt_diffusion_ratio"] * t_base) * production_rel + p["itt_diffusion_ratio"] * total_t
 
     # Estradiol: aromatisation of total T, inhibited by anastrozole.
-    aromatase = 1.0 - p["anastrozole_imax"] * _hill(exposure["anastrozole_ng_ml"], p["anastrozole_ic50_ng_ml"], 1.0)
-    e2 = e2_base * (total_t / t_base) * aromatase
+    e2 = e2_base * (total_t / t_base)
+    if exposure["anastrozole_ng_ml"] is not None:
+        e2 = e2 * (1.0 - p["anastrozole_imax"] * _hill(exposure["anastrozole_ng_ml"], p["anastrozole_ic50_ng_ml"], 1.0))
 
     # Estrogen-receptor signal at the hypothalamus: SERMs compete with E2 (Gaddum);
     # zuclomiphene adds a weak agonism.
-    occupancy_divisor = (1.0 + exposure["enclomiphene_ng_ml"] / p["ki_enclomiphene_ng_ml"]
-                         + exposure["zuclomiphene_ng_ml"] / p["ki_zuclomiphene_ng_ml"]
-                         + exposure["tamoxifen_ng_ml"] / p["ki_tamoxifen_ng_ml"])
-    estrogen_signal = (e2 + p["zuclomiphene_agonism_pg_ml_per_ng_ml"] * exposure["zuclomiphene_ng_ml"]) / occupancy_divisor
+    occupancy_divisor = 1.0
+    agonism = 0.0
+    for name, ki in (("enclomiphene_ng_ml", "ki_enclomiphene_ng_ml"), ("zuclomiphene_ng_ml", "ki_zuclomiphene_ng_ml"),
+                     ("tamoxifen_ng_ml", "ki_tamoxifen_ng_ml")):
+        if exposure[name] is not None:
+            occupancy_divisor = occupancy_divisor + exposure[name] / p[ki]
+    if exposure["zuclomiphene_ng_ml"] is not None:
+        agonism = p["zuclomiphene_agonism_pg_ml_per_ng_ml"] * exposure["zuclomiphene_ng_ml"]
+    estrogen_signal = (e2 + agonism) / occupancy_divisor
 
     support = _support_terms(itt / itt_base, y[S.SERTOLI_FUNCTION], p, c)
     return {
@@ -197,7 +208,8 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     Args:
         y: ``(n_states,)`` slow states.
         exposure: drug exposures at this instant (popsim.model.pk.exposures).
-        gonadorelin_sustained_ug_day: scalar sustained (trough) gonadorelin input.
+        gonadorelin_sustained_ug_day: scalar sustained (trough) gonadorelin input, or
+            None when no gonadorelin is simulated.
         p: parameters of the patient.
         c: ``patient_constants(p)``.
     """
@@ -210,10 +222,11 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     reserve_target = _pow(jnp.maximum(h["gnrh_stimulation"], 0.0), p["pituitary_reserve_exponent"])
     d_reserve = p["k_pituitary_reserve_per_day"] * (reserve_target - y[S.PITUITARY_RESERVE])
 
-    desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill(
-        gonadorelin_sustained_ug_day, p["gonadorelin_sustained_ec50_ug_day"], p["gonadorelin_sustained_hill"])
-    d_responsiveness = (p["k_gnrh_resensitisation_per_day"] * (1.0 - y[S.GNRH_RESPONSIVENESS])
-                        - desensitisation * y[S.GNRH_RESPONSIVENESS])
+    d_responsiveness = p["k_gnrh_resensitisation_per_day"] * (1.0 - y[S.GNRH_RESPONSIVENESS])
+    if gonadorelin_sustained_ug_day is not None:
+        desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill(
+            gonadorelin_sustained_ug_day, p["gonadorelin_sustained_ec50_ug_day"], p["gonadorelin_sustained_hill"])
+        d_responsiveness = d_responsiveness - desensitisation * y[S.GNRH_RESPONSIVENESS]
 
     # Leydig capacity: target rises with LH stimulation from a floor to an age-limited
     # maximum, normalised so that the target is 1 at the man's baseline LH; atrophy and

@@ -171,24 +171,53 @@ def dose_sums(entries: EntryRates, interval_days: jnp.ndarray, window: DoseWindo
     return (jnp.sum(entries.onehot * a1[:, None], axis=0), jnp.sum(entries.onehot * a2[:, None], axis=0))
 
 
-def exposures(a2: jnp.ndarray, rates: ChainRates) -> dict[str, jnp.ndarray]:
-    """Exposure of each species from the A2 amounts.
+# Exposure produced by each species: (exposure name, kind) with kind "release" (flux
+# k2*A2, testosterone products), "concentration" (A2/V) or "amount" (A2).
+SPECIES_EXPOSURE: tuple[tuple[str, str], ...] = (
+    ("testosterone_release_mg_day", "release"), ("testosterone_release_mg_day", "release"),
+    ("testosterone_release_mg_day", "release"), ("testosterone_release_mg_day", "release"),
+    ("hcg_iu_l", "concentration"), ("fsh_exogenous_iu_l", "concentration"),
+    ("enclomiphene_ng_ml", "concentration"), ("enclomiphene_ng_ml", "concentration"),
+    ("zuclomiphene_ng_ml", "concentration"), ("tamoxifen_ng_ml", "concentration"),
+    ("anastrozole_ng_ml", "concentration"), ("gonadorelin_effect_ug", "amount"),
+)
+EXPOSURE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in SPECIES_EXPOSURE))
+ALL_SPECIES: tuple[int, ...] = tuple(range(N_SPECIES))
+
+
+def select(rates: ChainRates, species: tuple[int, ...]) -> ChainRates:
+    """Chain constants of a subset of species (static indices)."""
+    index = jnp.asarray(species, jnp.int32)
+    return ChainRates(*(a[index] for a in rates))
+
+
+def exposures(a2: jnp.ndarray, rates: ChainRates, species: tuple[int, ...] = ALL_SPECIES
+              ) -> dict[str, jnp.ndarray | None]:
+    """Exposure of each drug from the A2 amounts of the simulated ``species``.
+
+    Args:
+        a2: ``(len(species),)`` amounts; rates: the matching chain constants.
+        species: static indices into SPECIES of the simulated chains.
 
     Returns:
-        ``testosterone_release_mg_day`` (sum of the four T products), and one
-        concentration per drug: ``hcg_iu_l``, ``fsh_exogenous_iu_l``,
-        ``enclomiphene_ng_ml``, ``zuclomiphene_ng_ml``, ``tamoxifen_ng_ml``,
-        ``anastrozole_ng_ml``, and ``gonadorelin_effect_ug`` (effect-compartment amount).
+        ``{name: value}`` for every name in EXPOSURE_NAMES: the testosterone release flux
+        (mg/day), drug concentrations (IU/L or ng/mL) and the gonadorelin effect amount
+        (ug); None for a drug whose species are not simulated (known zero at compile
+        time, so its terms drop out of the compiled model).
     """
-    release = rates.k2_per_day[:4] * a2[:4]
-    conc = a2 / rates.volume_l
-    return {
-        "testosterone_release_mg_day": jnp.sum(release),
-        "hcg_iu_l": conc[4],
-        "fsh_exogenous_iu_l": conc[5],
-        "enclomiphene_ng_ml": conc[6] + conc[7],
-        "zuclomiphene_ng_ml": conc[8],
-        "tamoxifen_ng_ml": conc[9],
-        "anastrozole_ng_ml": conc[10],
-        "gonadorelin_effect_ug": a2[11],
-    }
+    out: dict[str, jnp.ndarray | None] = {name: None for name in EXPOSURE_NAMES}
+    for j, s in enumerate(species):
+        name, kind = SPECIES_EXPOSURE[s]
+        if kind == "release":
+            value = rates.k2_per_day[j] * a2[j]
+        elif kind == "concentration":
+            value = a2[j] / rates.volume_l[j]
+        else:
+            value = a2[j]
+        out[name] = value if out[name] is None else out[name] + value
+    return out
+
+
+def filled(exposure: dict[str, jnp.ndarray | None], like: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """The exposures with absent drugs as zeros (for outputs)."""
+    return {k: jnp.zeros_like(like) if v is None else v for k, v in exposure.items()}

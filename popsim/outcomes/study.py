@@ -13,6 +13,9 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from popsim.dosing.drugs import PROTOCOL_DRUGS, TRT_PRODUCTS
+from popsim.model.pk import SPECIES_INDEX
+
 from popsim.population.design import CohortDesign
 from popsim.population.regimens import cohort_dosing
 from popsim.population.sampling import PRODUCT_NAMES, sample_cohort
@@ -105,6 +108,16 @@ def simulation_length_days(design: CohortDesign, study: StudySpec) -> float:
     return float(np.ceil(end + study.recovery_horizon_days))
 
 
+def design_species(design: CohortDesign) -> tuple[int, ...]:
+    """PK species any patient of the design can be dosed with (fixed for the study, so
+    every chunk reuses one compiled simulator)."""
+    products = {arm.product for arm in design.trt.arms if arm.weight > 0}
+    products |= {str(v) for name, values in design.grid if name == "trt.product" for v in values}
+    names = [s for p in products for s in TRT_PRODUCTS[p].species]
+    names += [s for c in design.protocol.courses for s in PROTOCOL_DRUGS[c.drug].species]
+    return tuple(sorted(SPECIES_INDEX[n] for n in set(names)))
+
+
 def _origin(study: StudySpec, design: CohortDesign, dosing) -> np.ndarray:
     summary = dosing.trt
     if study.origin == "first_missed_dose":
@@ -117,6 +130,16 @@ def _origin(study: StudySpec, design: CohortDesign, dosing) -> np.ndarray:
     anchors = {"trt_end": summary.first_missed_dose_day, "last_dose": summary.last_dose_day,
                "trt_start": summary.first_dose_day, "day0": np.zeros_like(summary.first_dose_day)}
     return anchors[first.anchor] + first.start_offset_days
+
+
+def _compact(name: str, values: np.ndarray) -> np.ndarray:
+    """Store event times and fractions as float32 and flags as bool: the outcome table of a
+    million patients then stays in a few hundred MB."""
+    if values.dtype == np.bool_ or name.endswith("_observed"):
+        return values.astype(bool)
+    if values.dtype.kind == "f" and (name.endswith("_days") or name.startswith("suppression_")):
+        return values.astype(np.float32)
+    return values
 
 
 def run_study(design: CohortDesign, study: StudySpec,
@@ -149,6 +172,7 @@ def run_study(design: CohortDesign, study: StudySpec,
     kept_ids: list[np.ndarray] = []
     n_entries = 1 + sum(2 if c.drug == "clomiphene" else 1 for c in design.protocol.courses)
     observables = tuple(dict.fromkeys(OUTCOME_OBSERVABLES + (study.trajectory_observables if study.n_trajectories else ())))
+    species = design_species(design)
     done = 0
     for begin in range(start, stop, chunk):
         ids = np.arange(begin, min(begin + chunk, stop))
@@ -157,7 +181,8 @@ def run_study(design: CohortDesign, study: StudySpec,
         assert dosing.doses.species.shape[1] == n_entries
         origin = _origin(study, design, dosing)
         result = next(iterate_chunks(cohort.params, dosing.doses, times, study.settings, observables=observables,
-                                     initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules)))
+                                     initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules),
+                                     species=species))
         outputs = result.outputs
         rows = compute_outcomes(times, outputs, cohort.params, origin, study.recovery_horizon_days,
                                 dosing.trt.first_dose_day, dosing.trt.first_missed_dose_day, study.endpoints,
@@ -181,7 +206,7 @@ def run_study(design: CohortDesign, study: StudySpec,
             **rows,
         }
         for k, v in table.items():
-            columns.setdefault(k, []).append(np.asarray(v))
+            columns.setdefault(k, []).append(_compact(k, np.asarray(v)))
         keep = ids < study.n_trajectories
         if keep.any():
             kept_ids.append(ids[keep])

@@ -22,6 +22,8 @@ _GONADORELIN = SPECIES_INDEX["gonadorelin"]
 # Where a step with a dose at its start is split: the absorption transient right after
 # a dose is the hardest part for RK4 (docs/accuracy.md measured 0.5, 0.35, 0.25, 0.2).
 SPLIT_FRACTION = 0.25
+# Plausible range of the normalised physiological states (baseline 1).
+STATE_LOWER_BOUND, STATE_UPPER_BOUND = -0.1, 1e3
 
 # Observables returned at every output time (canonical units; see popsim.units).
 OBSERVABLES: tuple[str, ...] = (
@@ -116,7 +118,7 @@ def _window(doses: _Doses, first_index, end_index, first_offset, until, strict, 
     return pk.DoseWindow(count, last_offset)
 
 
-def _gonadorelin_sustained(doses: _Doses, scale, t, p):
+def _gonadorelin_sustained(doses: _Doses, scale, t, p, column: int):
     """Sustained (trough) gonadorelin input at time t, ug/day, summed over active courses.
 
     For boluses every tau with plasma elimination k the trough is a share
@@ -129,17 +131,19 @@ def _gonadorelin_sustained(doses: _Doses, scale, t, p):
     x = k * tau
     share = x * jnp.exp(-x) / -jnp.expm1(-x)
     active = (t >= doses.start_days) & (t < doses.start_days + doses.n_doses * tau)
-    rate = doses.amount * scale / tau * share * doses.onehot[:, _GONADORELIN]
+    rate = doses.amount * scale / tau * share * doses.onehot[:, column]
     return jnp.sum(jnp.where(active, rate, 0.0))
 
 
-def _make_patient_simulator(dtype):
+def _make_patient_simulator(dtype, species: tuple[int, ...]):
     # Dose-time coincidence tolerance, days: float32 resolves ~1e-4 d at t ~ 5 years.
     tol = 2e-4 if dtype == jnp.float32 else 1e-9
 
+    gonadorelin_column = species.index(_GONADORELIN) if _GONADORELIN in species else None
+
     def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid, scale0, rules: Rules):
         p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
-        rates = pk.chain_rates(p)
+        rates = pk.select(pk.chain_rates(p), species)
         c = hpg.patient_constants(p)
         entries = pk.entry_rates(rates, doses.onehot, doses.amount, doses.interval_days)
 
@@ -152,12 +156,13 @@ def _make_patient_simulator(dtype):
             return a1 + d1, a2 + d2
 
         def rhs(y, a2, t, scale):
-            exposure = pk.exposures(a2, rates)
-            return hpg.vector_field(y, exposure, _gonadorelin_sustained(doses, scale, t, p), p, c)
+            exposure = pk.exposures(a2, rates, species)
+            sustained = _gonadorelin_sustained(doses, scale, t, p, gonadorelin_column) if gonadorelin_column is not None else None
+            return hpg.vector_field(y, exposure, sustained, p, c)
 
         def observe(y, a2):
-            exposure = pk.exposures(a2, rates)
-            out = {**exposure, **hpg.hormones(y, exposure, p, c),
+            exposure = pk.exposures(a2, rates, species)
+            out = {**pk.filled(exposure, y[0]), **hpg.hormones(y, exposure, p, c),
                    "leydig_capacity": y[hpg.S.LEYDIG_CAPACITY],
                    "pituitary_reserve": y[hpg.S.PITUITARY_RESERVE],
                    "spermatogonial_reserve": y[hpg.S.SPERMATOGONIAL_RESERVE]}
@@ -231,11 +236,15 @@ def _make_patient_simulator(dtype):
             carry = jax.lax.fori_loop(0, n_steps, body, carry)
             y, a1, a2, scale = carry
             out = observe(y, a2)
-            finite = jnp.all(jnp.isfinite(y)) & jnp.all(jnp.isfinite(a2))
+            # A patient fails when a state is not finite or leaves the range any valid
+            # trajectory stays in (normalised states live near 1; an unstable step, e.g.
+            # from an absurd rate parameter, overshoots far outside it).
+            finite = (jnp.all(jnp.isfinite(y)) & jnp.all(jnp.isfinite(a2))
+                      & jnp.all(y > STATE_LOWER_BOUND) & jnp.all(y < STATE_UPPER_BOUND))
             return carry, (out, finite)
 
         y0 = hpg.initial_state(dtype)
-        zeros = jnp.zeros((N_SPECIES,), dtype)
+        zeros = jnp.zeros((len(species),), dtype)
         carry0 = (y0, zeros, zeros, scale0.astype(dtype))
         final, (outputs, finite) = jax.lax.scan(interval_body, carry0, grid)
         return outputs, ~jnp.all(finite), final[0]
@@ -246,23 +255,35 @@ def _make_patient_simulator(dtype):
 _SIMULATORS: dict = {}
 
 
-def population_simulator(precision: str = "float32"):
+def population_simulator(precision: str = "float32", species: tuple[int, ...] = pk.ALL_SPECIES):
     """The jitted population simulator for a precision (built once and cached).
+
+    Args:
+        precision: "float32" or "float64".
+        species: static indices of the PK species to simulate; doses of other species
+            are ignored and their drugs drop out of the compiled model (a cohort without
+            protocol drugs compiles to a smaller, faster program).
 
     Returns:
         ``fn(params, doses, grid, scale0, rules) -> (outputs, failed, final_state)`` where
         ``params`` is ``{name: (n_patients,)}``, ``doses`` a DoseTable of jnp arrays,
         ``grid`` an OutputGrid, ``scale0`` the ``(n_patients, n_entries)`` initial dose
         scales and ``rules`` a Rules table (``n_rules`` may be 0); ``outputs`` maps each name of OBSERVABLES to ``(n_patients, n_times)``,
-        ``failed`` is ``(n_patients,)`` bool (a non-finite state anywhere), and
+        ``failed`` is ``(n_patients,)`` bool (a non-finite or implausible state anywhere), and
         ``final_state`` is ``(n_patients, n_states)``.
     """
-    if precision not in _SIMULATORS:
+    species = tuple(sorted(set(int(s) for s in species)))
+    if not species:
+        species = (0,)
+    cache_key = (precision, species)
+    if cache_key not in _SIMULATORS:
         dtype = jnp.float32 if precision == "float32" else jnp.float64
-        one = _make_patient_simulator(dtype)
+        one = _make_patient_simulator(dtype, species)
+        column = {s: j for j, s in enumerate(species)}
+        lookup = jnp.asarray([column.get(s, -1) for s in range(N_SPECIES)], jnp.int32)
 
         def run(params, doses, grid, scale0, rules):
-            onehot = jax.nn.one_hot(doses.species, N_SPECIES, dtype=dtype) * (doses.n_doses > 0)[..., None]
+            onehot = jax.nn.one_hot(lookup[doses.species], len(species), dtype=dtype) * (doses.n_doses > 0)[..., None]
             d = _Doses(onehot, doses.amount.astype(dtype), doses.start_days.astype(dtype),
                        doses.interval_days.astype(dtype), doses.n_doses)
             g = OutputGrid(grid.interval_start_days.astype(dtype), grid.interval_end_days.astype(dtype),
@@ -272,5 +293,5 @@ def population_simulator(precision: str = "float32"):
                       rules.target_entry, rules.factor.astype(dtype), rules.max_scale.astype(dtype))
             return jax.vmap(one, in_axes=(0, 0, None, 0, 0))(params, d, g, scale0.astype(dtype), r)
 
-        _SIMULATORS[precision] = jax.jit(run)
-    return _SIMULATORS[precision]
+        _SIMULATORS[cache_key] = jax.jit(run)
+    return _SIMULATORS[cache_key]

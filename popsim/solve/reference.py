@@ -98,7 +98,7 @@ def reference_solution(params: Mapping[str, np.ndarray], doses: DoseTable, times
         c = hpg.patient_constants(p)
         y, a2 = z[:N_STATES], z[N_STATES + N_SPECIES:]
         exposure = pk.exposures(a2, rates)
-        out = {**exposure, **hpg.hormones(y, exposure, p, c),
+        out = {**pk.filled(exposure, y[0]), **hpg.hormones(y, exposure, p, c),
                "leydig_capacity": y[hpg.S.LEYDIG_CAPACITY], "pituitary_reserve": y[hpg.S.PITUITARY_RESERVE],
                "spermatogonial_reserve": y[hpg.S.SPERMATOGONIAL_RESERVE]}
         return {k: out[k] for k in OBSERVABLES}

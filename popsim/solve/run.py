@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
@@ -54,7 +55,8 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
                    settings: SolverSettings = SolverSettings(), start_day: float = 0.0,
                    observables: tuple[str, ...] | None = None,
                    on_chunk: Callable[[int, int], None] | None = None,
-                   initial_scale: np.ndarray | None = None, rules: Rules | None = None) -> Iterator[ChunkResult]:
+                   initial_scale: np.ndarray | None = None, rules: Rules | None = None,
+                   species: tuple[int, ...] | None = None) -> Iterator[ChunkResult]:
     """Simulate a population chunk by chunk.
 
     Args:
@@ -67,6 +69,8 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         on_chunk: called with (patients done, total) after each chunk.
         initial_scale: ``(n_patients, n_entries)`` dose scales (default 1).
         rules: monitoring rules, fields ``(n_patients, n_rules)`` (default none).
+        species: PK species to simulate (default: those dosed in ``doses``); keep it
+            fixed across calls to reuse the compiled simulator.
 
     Yields:
         ChunkResult per chunk, in patient order.
@@ -78,26 +82,46 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         if np.shape(params[name]) != (n,):
             raise ValueError(f"parameter '{name}' has shape {np.shape(params[name])}; expected ({n},) "
                              "(one value per patient)")
+    if species is None:
+        species = tuple(np.unique(doses.species[doses.n_doses > 0]).tolist())
+    else:
+        missing = set(np.unique(doses.species[doses.n_doses > 0]).tolist()) - set(species)
+        if missing:
+            raise ValueError(f"doses of PK species {sorted(missing)} but species={species}")
     grid = plan_output_grid(times_days, settings.dt_days, start_day)
     if initial_scale is None:
         initial_scale = np.ones(doses.species.shape)
     if rules is None:
         z, zi = np.zeros((n, 0)), np.zeros((n, 0), np.int32)
         rules = Rules(zi, z, z, z, z, zi, zi, z, z)
-    simulator = population_simulator(settings.precision)
+    simulator = population_simulator(settings.precision, species)
+    devices = jax.local_devices()
+    batch_multiple = _BATCH_MULTIPLE * len(devices)
+    if len(devices) > 1:
+        # Shard the patient axis over every local device (GPUs, or CPU host devices
+        # forced with XLA_FLAGS=--xla_force_host_platform_device_count=N).
+        mesh = Mesh(np.asarray(devices), ("patients",))
+        by_patient = NamedSharding(mesh, PartitionSpec("patients"))
+        replicated = NamedSharding(mesh, PartitionSpec())
+    else:
+        by_patient = replicated = None
     dtype = np.float32 if settings.precision == "float32" else np.float64
     # Compiled batches are a multiple of _BATCH_MULTIPLE: XLA's vectorised loops then take
     # the same code path for every patient, so results are bit-identical whatever the
     # chunk size (a remainder loop may round differently).
-    size = -(-min(settings.chunk_size, n) // _BATCH_MULTIPLE) * _BATCH_MULTIPLE
-    grid_j = OutputGrid(*(jnp.asarray(a) for a in grid))
+    size = -(-min(settings.chunk_size, n) // batch_multiple) * batch_multiple
+    grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in grid))
+
+    def put(a):
+        return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
+
     step = min(settings.chunk_size, n)
     for begin in range(0, n, step):
         end = min(begin + step, n)
-        chunk_params = {k: jnp.asarray(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
-        chunk_doses = DoseTable(*(jnp.asarray(_pad(np.asarray(a[begin:end]), size)) for a in doses))
-        chunk_scale = jnp.asarray(_pad(np.asarray(initial_scale[begin:end], dtype), size))
-        chunk_rules = Rules(*(jnp.asarray(_pad(np.asarray(a[begin:end]), size)) for a in rules))
+        chunk_params = {k: put(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
+        chunk_doses = DoseTable(*(put(_pad(np.asarray(a[begin:end]), size)) for a in doses))
+        chunk_scale = put(_pad(np.asarray(initial_scale[begin:end], dtype), size))
+        chunk_rules = Rules(*(put(_pad(np.asarray(a[begin:end]), size)) for a in rules))
         outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules)
         keep = observables or tuple(outputs)
         host = {k: np.asarray(outputs[k])[: end - begin] for k in keep}
