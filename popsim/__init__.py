@@ -6,6 +6,7 @@ protocols; get hormone and semen trajectories as labelled xarray Datasets.
 
 from popsim.api import broadcast_parameters as broadcast_parameters
 from popsim.api import simulate as simulate
+from popsim.devices import use_all_cpu_cores as use_all_cpu_cores
 from popsim.dosing.regimen import DrugCourse as DrugCourse
 from popsim.dosing.regimen import Regimen as Regimen
 from popsim.dosing.regimen import RegimenError as RegimenError
@@ -20,6 +21,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DrugCourse", "PARAMETERS", "PARAMETER_NAMES", "Regimen", "RegimenError", "SolverSettings",
-    "TRTCourse", "broadcast_parameters", "compile_regimens", "default_parameters", "simulate",
+    "TRTCourse", "broadcast_parameters", "compile_regimens", "default_parameters", "simulate", "use_all_cpu_cores",
     "__version__",
 ]

@@ -229,10 +229,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("inhibin_germ_weight", 0.4, "1", "sertoli", "share of inhibin B that tracks the germ-cell content",
        "inhibin B low in oligozoospermia (Grunewald 2013)"),
     # --- Spermatogenesis
-    _p("spermatogenesis_days", 66.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
-       "64-74 d (Heller & Clermont; " + MF + " 4.1)"),
-    _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
-       "assumption: 2-12 d (" + MF + " 9)"),
+    _p("spermatogenesis_days", 74.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
+       "64-74 d (Heller & Clermont; " + MF + " 4.1); upper end, calibrated to C1/C3/C4 (first pass): "
+       "later return of sperm after TE, suppression to <=1 M/mL ~13 wk"),
+    _p("epididymal_transit_days", 12.0, "day", "spermatogenesis", "mean epididymal transit",
+       "assumption: 2-12 d (" + MF + " 9); upper end, calibrated to C1/C4 (first pass): later return of sperm"),
     _p("itt_support_ec50", 0.12, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
        "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline)"),
     _p("itt_support_hill", 4.0, "1", "spermatogenesis", "steepness of ITT support", "assumption"),
@@ -247,10 +248,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "calibrated to C3 (suppression half-time 5.5 wk)"),
     _p("germ_death_support_ec50", 0.2, "1", "spermatogenesis", "support below which germ cells are lost",
        "assumption"),
-    _p("k_reserve_depletion_per_day", 1.0 / 500.0, "1/day", "spermatogenesis",
-       "depletion of the spermatogonial reserve without support", "calibrated to C1/C2 (longer TRT recovers slower)"),
-    _p("k_reserve_recovery_per_day", 1.0 / 120.0, "1/day", "spermatogenesis",
-       "recovery of the spermatogonial reserve at 30 y", "calibrated to C1/C4 (plateau ~85% of baseline)"),
+    _p("k_reserve_depletion_per_day", 1.0 / 275.0, "1/day", "spermatogenesis",
+       "depletion of the spermatogonial reserve without support",
+       "calibrated to C1/C3/C4 (first pass): with its wide IIV, a slow-recovering minority after 12 months "
+       "of TE (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
+    _p("k_reserve_recovery_per_day", 1.0 / 280.0, "1/day", "spermatogenesis",
+       "recovery of the spermatogonial reserve at 30 y",
+       "calibrated to C1/C3/C4 (first pass): slow tail of recovery to 20 M/mL, population plateau "
+       "~85% of baseline at 1-2 years"),
     _p("reserve_recovery_decline_per_year", 0.01, "1/year", "spermatogenesis",
        "fractional slowing of reserve recovery per year of age over 30", "assumption"),
     # --- Semen observation

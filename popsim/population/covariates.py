@@ -46,10 +46,11 @@ COVARIATE_EFFECTS: tuple[ParamSpec, ...] = (
     _c("testicular_function_sperm_exponent", 1.0, "1", "baseline sperm ~ testicular_function^exponent", "assumption"),
     _c("testicular_function_inhibin_exponent", 0.7, "1", "baseline inhibin B ~ testicular_function^exponent",
        "inhibin B lower in infertile men (78 vs 132 pg/mL)"),
-    _c("asian_itt_support_ec50_factor", 1.3, "1", "ITT support threshold in Asian men relative to others",
-       "calibrated to C3 (azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
-    _c("asian_reserve_recovery_factor", 1.3, "1", "spermatogonial recovery rate in Asian men relative to others",
-       "calibrated to C2 (Asian men recover faster, Liu 2006)"),
+    _c("asian_itt_support_ec50_factor", 2.2, "1", "ITT support threshold in Asian men relative to others",
+       "calibrated to C3 (first pass; azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
+    _c("asian_reserve_recovery_factor", 2.0, "1", "spermatogonial recovery rate in Asian men relative to others",
+       "calibrated to C2 (first pass; Asian men recover faster, Liu 2006): offsets the deeper suppression "
+       "of Asian men, which otherwise slows their recovery"),
 )
 
 COVARIATE_INDEX = {spec.name: spec.default for spec in COVARIATE_EFFECTS}

@@ -79,8 +79,12 @@ DEFAULT_VARIABILITY = Variability(
         ("k_release_cypionate_per_day", 0.20), ("k_release_undecanoate_per_day", 0.20),
         ("ic50_free_t_pmol_l", 0.20), ("k_pituitary_reserve_per_day", 0.40),
         ("k_leydig_regrowth_per_day", 0.40), ("k_leydig_atrophy_per_day", 0.30),
-        ("itt_support_ec50", 0.35), ("germ_death_max_per_day", 0.30),
-        ("k_reserve_recovery_per_day", 0.50), ("k_reserve_depletion_per_day", 0.50),
+        # Suppression heterogeneity: calibrated to C3 (first pass): ~1/3 of non-Asian men keep
+        # some sperm (0.05-3 M/mL) on TE 200 mg/week, >= 94% fall below 3 M/mL by 6 months.
+        ("itt_support_ec50", 0.60), ("germ_death_max_per_day", 1.3),
+        # Reserve rates: calibrated to C1/C3/C4 (first pass); the wide, negatively correlated
+        # spread makes a slow-recovering minority (C1 tail: 10% not at 20 M/mL by 12 months).
+        ("k_reserve_recovery_per_day", 1.0), ("k_reserve_depletion_per_day", 2.5),
         ("spermatogenesis_days", 0.05),
     ),
     correlation=(
@@ -88,5 +92,7 @@ DEFAULT_VARIABILITY = Variability(
         ("fsh_base_iu_l", "inhibin_b_base_pg_ml", -0.5),
         ("fsh_base_iu_l", "sperm_base_m_ml", -0.3),
         ("t_base_nmol_l", "shbg_base_nmol_l", 0.4),
+        # Men whose reserve depletes fast also regrow it slowly (calibrated to C1, first pass).
+        ("k_reserve_recovery_per_day", "k_reserve_depletion_per_day", -0.6),
     ),
 )
