@@ -217,6 +217,8 @@ def _fmt(x, digits=3) -> str:
         return x
     if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
         return str(x)
+    if x == 0:
+        return "0"
     if abs(x) >= 1000:
         return f"{x:,.0f}"
     if abs(x) >= 100:
@@ -387,15 +389,25 @@ def detect_problems(report: dict) -> list[str]:
         problems.append(f"{_integrator_line('fori_loop(0, n_steps')}: `jax.lax.fori_loop(0, n_steps, ...)` with "
                         "n_steps a traced value (the OutputGrid is a jit argument) lowers to a while_loop, so "
                         "reverse-mode `jax.grad` through `population_simulator` raises "
-                        f"\"{g['reverse_mode_error'][:160]}\"; gradients need forward mode (jax.jacfwd/jvp), which "
+                        f"\"{g['reverse_mode_error']}\"; gradients need forward mode (jax.jacfwd/jvp), which "
                         "costs one pass per parameter.")
     for name, r in report["peers"].items():
         if r.get("failed_patients"):
             problems.append(f"{name}: {r['failed_patients']} patients flagged failed in the benchmark cohort")
         acc = r.get("accuracy")
         if name.startswith("popsim") and acc and not bc_meets(acc):
-            problems.append(f"{name}: accuracy on the subset misses popsim's documented targets "
-                            f"(worst {acc['worst_rel_error']:.2e}, recovery {acc['recovery_diff_days']:.2e} d)")
+            import bench_common as bc
+
+            misses = [f"{k} {v:.2e} (patient {acc['worst_at'].get(k, {}).get('patient')}, day "
+                      f"{acc['worst_at'].get(k, {}).get('day', float('nan')):g})"
+                      for k, v in acc["max_rel_error"].items() if not v < bc.TARGET_RELATIVE_ERROR]
+            if not acc["recovery_diff_days"] < bc.TARGET_RECOVERY_DAYS:
+                misses.append(f"recovery time {acc['recovery_diff_days']:.2e} d")
+            problems.append(f"{name} (default SolverSettings: dt_days 1/6, float32) misses its documented "
+                            f"accuracy target (relative error < {bc.TARGET_RELATIVE_ERROR:g}, recovery < "
+                            f"{bc.TARGET_RECOVERY_DAYS:g} d, popsim/verify/accuracy.py) on the benchmark subset: "
+                            + "; ".join(misses) + ". Patient designs: see workload.accuracy_subset "
+                            "(product i % 3, protocol (i // 3) % 3, duration (i // 9) % 5).")
     return problems
 
 

@@ -606,7 +606,8 @@ def to_json_safe(value: Any) -> Any:
 
 def month_entry(mapping: Mapping, month: int | float) -> dict | None:
     """``mapping[month]`` whether the keys are ints or strings (after a JSON round trip)."""
-    for key in (month, int(month) if float(month).is_integer() else month, str(month), f"{month:g}"):
+    for key in (month, int(month) if float(month).is_integer() else month, str(month), f"{month:g}",
+                str(float(month))):
         if key in mapping:
             return mapping[key]
     return None

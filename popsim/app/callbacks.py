@@ -29,6 +29,10 @@ def write_sweep_summary(sweep_dir: Path) -> Path | None:
         jobs.append((parsed, json.loads(summary_file.read_text())))
     if not jobs:
         return None
+    # Label jobs by what varies between them; settings common to every job are noise.
+    keys = {k for overrides, _ in jobs for k in overrides}
+    varying = {k for k in keys if len({overrides.get(k) for overrides, _ in jobs}) > 1} or keys
+    jobs = [({k: v for k, v in overrides.items() if k in varying}, summary) for overrides, summary in jobs]
     table = sweep_table(jobs)
     with staged_outputs(sweep_dir) as tmp:
         table.to_csv(tmp / "sweep_summary.csv", index=False)

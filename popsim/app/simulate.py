@@ -61,7 +61,9 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
                 "suppression_depth": lambda: figures.suppression_depth(table),
             }
             if result.trajectories:
-                made["hormone_bands"] = lambda: figures.hormone_bands(result.trajectory_times_days, result.trajectories)
+                origin = table.set_index("patient_id").loc[result.trajectory_patient_ids, "origin_day"].to_numpy()
+                made["hormone_bands"] = lambda: figures.hormone_bands(result.trajectory_times_days, result.trajectories,
+                                                                      origin_days=origin)
             for name, make in made.items():
                 fig = make()
                 fig.savefig(tmp / "figures" / f"{name}.png", dpi=120, bbox_inches="tight")
