@@ -429,8 +429,10 @@ def peer_gradient(cfg) -> dict:
     times = np.arange(0.0, h.days, 7.0)
     _, doses, params, _ = bc.build_cohort(range(n), h)
     species = bc.cohort_species()
-    sim = population_simulator("float32", species)
-    grid = OutputGrid(*(jnp.asarray(a) for a in plan_output_grid(times, 1.0 / 6.0)))
+    plan = plan_output_grid(times, popsim.SolverSettings().dt_days)
+    sim = population_simulator("float32", species, int(plan.n_steps.max()),
+                               uniform=bool(np.all(plan.n_steps == plan.n_steps.max())))
+    grid = OutputGrid(*(jnp.asarray(a) for a in plan))
     dj = DoseTable(*(jnp.asarray(a) for a in doses))
     pj = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
     width = doses.species.shape[1]

@@ -135,7 +135,7 @@ def _gonadorelin_sustained(doses: _Doses, scale, t, p, column: int):
     return jnp.sum(jnp.where(active, rate, 0.0))
 
 
-def _make_patient_simulator(dtype, species: tuple[int, ...]):
+def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uniform: bool):
     # Dose-time coincidence tolerance, days: float32 resolves ~1e-4 d at t ~ 5 years.
     tol = 2e-4 if dtype == jnp.float32 else 1e-9
 
@@ -230,10 +230,17 @@ def _make_patient_simulator(dtype, species: tuple[int, ...]):
                 # One formula for every boundary, so consecutive steps (and intervals) agree.
                 return jnp.where(i >= n_steps, t_end, t_start + i.astype(dtype) * h)
 
-            def body(i, c):
-                return step(c, boundary(i), boundary(i + 1))
+            # A static number of steps per interval keeps the loop a scan, which
+            # reverse-mode differentiation supports; on a uniform grid every interval takes
+            # exactly max_steps, otherwise steps beyond an interval's n_steps are masked.
+            if uniform:
+                carry = jax.lax.fori_loop(0, max_steps, lambda i, c: step(c, boundary(i), boundary(i + 1)), carry)
+            else:
+                def body(i, c):
+                    stepped = step(c, boundary(i), boundary(i + 1))
+                    return jax.tree.map(lambda new, old: jnp.where(i < n_steps, new, old), stepped, c)
 
-            carry = jax.lax.fori_loop(0, n_steps, body, carry)
+                carry = jax.lax.fori_loop(0, max_steps, body, carry)
             y, a1, a2, scale = carry
             out = observe(y, a2)
             # A patient fails when a state is not finite or leaves the range any valid
@@ -255,7 +262,8 @@ def _make_patient_simulator(dtype, species: tuple[int, ...]):
 _SIMULATORS: dict = {}
 
 
-def population_simulator(precision: str = "float32", species: tuple[int, ...] = pk.ALL_SPECIES):
+def population_simulator(precision: str = "float32", species: tuple[int, ...] = pk.ALL_SPECIES,
+                         max_steps: int = 1, uniform: bool = False):
     """The jitted population simulator for a precision (built once and cached).
 
     Args:
@@ -263,6 +271,10 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
         species: static indices of the PK species to simulate; doses of other species
             are ignored and their drugs drop out of the compiled model (a cohort without
             protocol drugs compiles to a smaller, faster program).
+        max_steps: static number of steps taken between two output times (the largest
+            ``OutputGrid.n_steps``; intervals needing fewer steps mask the rest).
+        uniform: True when every interval takes ``max_steps`` or 0 steps (no masking:
+            a zero-length interval's steps have zero length and change nothing).
 
     Returns:
         ``fn(params, doses, grid, scale0, rules) -> (outputs, failed, final_state)`` where
@@ -275,10 +287,11 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
     species = tuple(sorted(set(int(s) for s in species)))
     if not species:
         species = (0,)
-    cache_key = (precision, species)
+    max_steps = max(int(max_steps), 1)
+    cache_key = (precision, species, max_steps, bool(uniform))
     if cache_key not in _SIMULATORS:
         dtype = jnp.float32 if precision == "float32" else jnp.float64
-        one = _make_patient_simulator(dtype, species)
+        one = _make_patient_simulator(dtype, species, max_steps, bool(uniform))
         column = {s: j for j, s in enumerate(species)}
         lookup = jnp.asarray([column.get(s, -1) for s in range(N_SPECIES)], jnp.int32)
 

@@ -94,7 +94,8 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
     if rules is None:
         z, zi = np.zeros((n, 0)), np.zeros((n, 0), np.int32)
         rules = Rules(zi, z, z, z, z, zi, zi, z, z)
-    simulator = population_simulator(settings.precision, species)
+    simulator = population_simulator(settings.precision, species, int(grid.n_steps.max()),
+                                     uniform=bool(np.all(np.isin(grid.n_steps, (0, grid.n_steps.max())))))
     devices = jax.local_devices()
     batch_multiple = _BATCH_MULTIPLE * len(devices)
     if len(devices) > 1:
