@@ -202,6 +202,18 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
     }
 
 
+# Reported slow states (normalised, 1 = the man's own baseline).
+REPORTED_STATES = {"leydig_capacity": S.LEYDIG_CAPACITY, "pituitary_reserve": S.PITUITARY_RESERVE,
+                   "spermatogonial_reserve": S.SPERMATOGONIAL_RESERVE}
+
+
+def observables(y, exposure: Mapping[str, jnp.ndarray | None], p: Params, c: Params) -> dict[str, jnp.ndarray]:
+    """Everything reported at an output time: drug exposures (absent drugs as zeros),
+    hormones, and the reported slow states."""
+    filled = {k: jnp.zeros_like(y[0]) if v is None else v for k, v in exposure.items()}
+    return {**filled, **hormones(y, exposure, p, c), **{name: y[i] for name, i in REPORTED_STATES.items()}}
+
+
 def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_ug_day, p: Params, c: Params):
     """dy/dt (1/day) of the slow states of one patient.
 

@@ -216,8 +216,3 @@ def exposures(a2: jnp.ndarray, rates: ChainRates, species: tuple[int, ...] = ALL
             value = a2[j]
         out[name] = value if out[name] is None else out[name] + value
     return out
-
-
-def filled(exposure: dict[str, jnp.ndarray | None], like: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    """The exposures with absent drugs as zeros (for outputs)."""
-    return {k: jnp.zeros_like(like) if v is None else v for k, v in exposure.items()}

@@ -161,11 +161,7 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             return hpg.vector_field(y, exposure, sustained, p, c)
 
         def observe(y, a2):
-            exposure = pk.exposures(a2, rates, species)
-            out = {**pk.filled(exposure, y[0]), **hpg.hormones(y, exposure, p, c),
-                   "leydig_capacity": y[hpg.S.LEYDIG_CAPACITY],
-                   "pituitary_reserve": y[hpg.S.PITUITARY_RESERVE],
-                   "spermatogonial_reserve": y[hpg.S.SPERMATOGONIAL_RESERVE]}
+            out = hpg.observables(y, pk.exposures(a2, rates, species), p, c)
             return {name: out[name] for name in OBSERVABLES}
 
         def apply_rules(y, a2, scale, t0, t1):

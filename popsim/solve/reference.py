@@ -97,10 +97,7 @@ def reference_solution(params: Mapping[str, np.ndarray], doses: DoseTable, times
         rates = pk.chain_rates(p)
         c = hpg.patient_constants(p)
         y, a2 = z[:N_STATES], z[N_STATES + N_SPECIES:]
-        exposure = pk.exposures(a2, rates)
-        out = {**pk.filled(exposure, y[0]), **hpg.hormones(y, exposure, p, c),
-               "leydig_capacity": y[hpg.S.LEYDIG_CAPACITY], "pituitary_reserve": y[hpg.S.PITUITARY_RESERVE],
-               "spermatogonial_reserve": y[hpg.S.SPERMATOGONIAL_RESERVE]}
+        out = hpg.observables(y, pk.exposures(a2, rates), p, c)
         return {k: out[k] for k in OBSERVABLES}
 
     observe = jax.jit(jax.vmap(observe_one))
