@@ -33,6 +33,8 @@ import time
 import traceback
 from pathlib import Path
 
+from popsim.devices import available_cores
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:
@@ -93,12 +95,6 @@ def _json_default(value):
 
 
 # ----------------------------------------------------------------------------- orchestrator
-
-def available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(len(os.sched_getaffinity(0)), 1)
-    return max(os.cpu_count() or 1, 1)
-
 
 def _cpu_model() -> str:
     try:

@@ -71,12 +71,6 @@ class StudySpec:
         self.endpoints.validate()
 
 
-class StudyChunk(NamedTuple):
-    """Outcome rows of one chunk, ``{column: (n_chunk,)}`` (NumPy)."""
-
-    rows: dict[str, np.ndarray]
-
-
 class StudyResult(NamedTuple):
     """Outcomes of every patient and the kept trajectories.
 
@@ -170,7 +164,6 @@ def run_study(design: CohortDesign, study: StudySpec,
     columns: dict[str, list[np.ndarray]] = {}
     kept: dict[str, list[np.ndarray]] = {}
     kept_ids: list[np.ndarray] = []
-    n_entries = 1 + sum(2 if c.drug == "clomiphene" else 1 for c in design.protocol.courses)
     observables = tuple(dict.fromkeys(OUTCOME_OBSERVABLES + (study.trajectory_observables if study.n_trajectories else ())))
     species = design_species(design)
     done = 0
@@ -178,7 +171,6 @@ def run_study(design: CohortDesign, study: StudySpec,
         ids = np.arange(begin, min(begin + chunk, stop))
         cohort = sample_cohort(design, key_population, ids)
         dosing = cohort_dosing(cohort.trt, design.protocol)
-        assert dosing.doses.species.shape[1] == n_entries
         origin = _origin(study, design, dosing)
         result = next(iterate_chunks(cohort.params, dosing.doses, times, study.settings, observables=observables,
                                      initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules),
