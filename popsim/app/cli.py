@@ -18,5 +18,25 @@ def main() -> None:
     run()
 
 
+def calibrate_main() -> None:
+    """Run the popsim-calibrate command (Bayesian calibration to lab data)."""
+    from popsim.devices import use_all_cpu_cores
+
+    use_all_cpu_cores()
+    from popsim.app.calibrate import main as run
+
+    run()
+
+
+def validate_main() -> None:
+    """Run the popsim-validate command (the default model against published targets)."""
+    from popsim.devices import use_all_cpu_cores
+
+    use_all_cpu_cores()
+    from popsim.app.validate import main as run
+
+    run()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""Published targets the default model must reproduce (data files only)."""

@@ -1,0 +1,1 @@
+"""Validation of the default model against published evidence (targets C1-C8)."""
