@@ -1,0 +1,48 @@
+"""One call from validated lab data to a posterior: ``calibrate(data, spec, settings)``."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple
+
+from popsim.calibration.data import LabData
+from popsim.calibration.inference import InferenceSettings, Posterior, run_inference, validate_settings
+from popsim.calibration.model import make_model
+from popsim.calibration.problem import CalibrationProblem, build_problem, make_predictor
+from popsim.calibration.spec import CalibrationSpec
+
+LATENT_SITES = ("theta_pop", "omega", "eta", "sigma", "sigma_additive")
+
+
+class CalibrationResult(NamedTuple):
+    """A finished calibration.
+
+    Attributes:
+        problem: the data as likelihood arrays.
+        spec: the statistical model.
+        posterior: draws and diagnostics.
+        predict: ``predict(theta) -> (prediction, failed)`` (popsim.calibration.problem).
+        wall_time_s: total wall time of the inference including compilation, seconds.
+    """
+
+    problem: CalibrationProblem
+    spec: CalibrationSpec
+    posterior: Posterior
+    predict: Callable
+    wall_time_s: float
+
+
+def calibrate(data: LabData, spec: CalibrationSpec = CalibrationSpec(),
+              settings: InferenceSettings = InferenceSettings()) -> CalibrationResult:
+    """Fit the hierarchical model to lab data with NUTS or SVI.
+
+    Raises:
+        CalibrationSpecError, InferenceError: invalid settings (before any computation).
+    """
+    validate_settings(settings)
+    problem = build_problem(data, spec)
+    predict = make_predictor(problem, spec)
+    model = make_model(problem, spec, predict)
+    t0 = time.perf_counter()
+    posterior = run_inference(model, settings, LATENT_SITES)
+    return CalibrationResult(problem, spec, posterior, predict, time.perf_counter() - t0)

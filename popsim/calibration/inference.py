@@ -1,0 +1,215 @@
+"""Posterior inference: NUTS (several chains) or SVI, reproducible from a seed.
+
+Both return a :class:`Posterior`: draws of every latent site with a leading
+``(chain, draw)`` shape, per-draw sampler statistics, and timings. NUTS starts every
+chain from a short MAP optimisation (Adam on the same potential), which shortens warm-up
+a lot for a hierarchical model whose typical set is far from the prior mean; SVI fits
+an AutoNormal or AutoMultivariateNormal guide and draws from it (one "chain").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
+from numpyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal
+from numpyro.optim import Adam
+
+CHAIN_METHODS = ("parallel", "sequential", "vectorized")
+METHODS = ("nuts", "svi")
+GUIDES = ("normal", "multivariate_normal")
+
+
+class InferenceError(ValueError):
+    """An invalid inference setting; the message names the field and the valid values."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How the posterior is computed.
+
+    Attributes:
+        method: "nuts" or "svi".
+        chains, warmup, samples: NUTS chains and draws per chain (SVI: ``samples`` draws).
+        chain_method: "parallel" (one chain per device; the app makes one CPU device per
+            core), "sequential" or "vectorized".
+        target_accept: NUTS target acceptance probability.
+        max_tree_depth: NUTS tree depth limit (2^depth leapfrog steps at most).
+        init_steps: Adam steps of the MAP start (0: start from the prior medians).
+        init_learning_rate: Adam step size of the MAP start.
+        svi_steps, svi_learning_rate, guide: SVI settings ("normal" or "multivariate_normal").
+        seed: PRNG seed; the same seed gives the same draws on the same machine.
+        progress_bar: show NUTS/SVI progress.
+    """
+
+    method: str = "nuts"
+    chains: int = 2
+    warmup: int = 150
+    samples: int = 150
+    chain_method: str = "parallel"
+    target_accept: float = 0.8
+    max_tree_depth: int = 5
+    init_steps: int = 200
+    init_learning_rate: float = 0.03
+    svi_steps: int = 2000
+    svi_learning_rate: float = 0.01
+    guide: str = "normal"
+    seed: int = 0
+    progress_bar: bool = True
+
+
+def validate_settings(s: InferenceSettings) -> None:
+    """Raise InferenceError naming the first invalid field."""
+    if s.method not in METHODS:
+        raise InferenceError(f"inference.method must be one of {METHODS}, got {s.method!r}")
+    if s.chain_method not in CHAIN_METHODS:
+        raise InferenceError(f"inference.chain_method must be one of {CHAIN_METHODS}, got {s.chain_method!r}")
+    if s.guide not in GUIDES:
+        raise InferenceError(f"inference.guide must be one of {GUIDES}, got {s.guide!r}")
+    for name in ("chains", "samples", "svi_steps", "max_tree_depth"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InferenceError(f"inference.{name} must be an integer >= 1, got {value!r}")
+    for name in ("warmup", "init_steps", "seed"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InferenceError(f"inference.{name} must be an integer >= 0, got {value!r}")
+    if not (isinstance(s.target_accept, (int, float)) and 0 < s.target_accept < 1):
+        raise InferenceError(f"inference.target_accept must be in (0, 1), got {s.target_accept!r}")
+    for name in ("init_learning_rate", "svi_learning_rate"):
+        value = getattr(s, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise InferenceError(f"inference.{name} must be a number > 0, got {value!r}")
+
+
+@dataclass
+class Posterior:
+    """Draws and diagnostics of an inference run.
+
+    Attributes:
+        draws: ``{site: (chains, draws, *site_shape)}`` latent and deterministic sites.
+        sample_stats: ``{stat: (chains, draws)}`` (NUTS: diverging, accept_prob,
+            step_size, tree_depth, n_steps, energy, lp; SVI: empty).
+        method: "nuts" or "svi".
+        settings: the InferenceSettings used.
+        timings_s: wall times, seconds: "init" (MAP start), "warmup_and_sampling" or "svi".
+        losses: SVI/MAP loss trace (negative ELBO / potential), one value per step.
+        n_gradient_evaluations: total leapfrog steps (NUTS) or optimisation steps.
+    """
+
+    draws: dict
+    sample_stats: dict
+    method: str
+    settings: InferenceSettings
+    timings_s: dict = field(default_factory=dict)
+    losses: np.ndarray | None = None
+    n_gradient_evaluations: int = 0
+
+    @property
+    def n_chains(self) -> int:
+        return int(next(iter(self.draws.values())).shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        return int(next(iter(self.draws.values())).shape[1])
+
+
+def _map_start(model: Callable, settings: InferenceSettings, key) -> tuple[dict, np.ndarray, float]:
+    guide = AutoDelta(model, init_loc_fn=numpyro.infer.init_to_median(num_samples=15))
+    svi = SVI(model, guide, Adam(settings.init_learning_rate), Trace_ELBO())
+    t0 = time.perf_counter()
+    result = svi.run(key, settings.init_steps, progress_bar=settings.progress_bar)
+    values = guide.median(result.params)
+    jax.block_until_ready(values)
+    return values, np.asarray(result.losses), time.perf_counter() - t0
+
+
+def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[str, ...]) -> Posterior:
+    """Sample the posterior with NUTS (numpyro), ``settings.chains`` chains."""
+    validate_settings(settings)
+    key = jax.random.PRNGKey(settings.seed)
+    init_key, run_key = jax.random.split(key)
+    timings, losses = {}, None
+    if settings.init_steps:
+        start, losses, timings["init"] = _map_start(model, settings, init_key)
+        # Each chain starts at the MAP estimate with its etas jittered a little, so that
+        # chains are not identical (r_hat then measures something).
+        jitter = jax.random.split(init_key, settings.chains)
+        inits = [{k: v for k, v in start.items() if k in latent_sites}]
+        init_params = {
+            k: jnp.stack([v + (0.1 * jax.random.normal(jax.random.fold_in(jitter[c], i), jnp.shape(v)) if k == "eta" else 0.0)
+                          for c in range(settings.chains)])
+            for i, (k, v) in enumerate(inits[0].items())
+        }
+        kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth,
+                      init_strategy=init_to_value(values=inits[0]))
+    else:
+        init_params = None
+        kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
+    chain_method = settings.chain_method
+    if chain_method == "parallel" and jax.local_device_count() < settings.chains:
+        chain_method = "sequential"
+    mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.samples, num_chains=settings.chains,
+                chain_method=chain_method, progress_bar=settings.progress_bar)
+    t0 = time.perf_counter()
+    if init_params is not None:
+        # init_params are unconstrained values; transform the constrained MAP values.
+        from numpyro.infer.util import unconstrain_fn
+
+        unconstrained = jax.vmap(lambda p: unconstrain_fn(model, (), {}, p))(init_params)
+        mcmc.run(run_key, init_params=unconstrained, extra_fields=("diverging", "accept_prob", "adapt_state.step_size",
+                                                                    "num_steps", "energy", "potential_energy"))
+    else:
+        mcmc.run(run_key, extra_fields=("diverging", "accept_prob", "adapt_state.step_size", "num_steps", "energy",
+                                        "potential_energy"))
+    draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    timings["warmup_and_sampling"] = time.perf_counter() - t0
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {
+        "diverging": np.asarray(extra["diverging"]),
+        "acceptance_rate": np.asarray(extra["accept_prob"]),
+        "step_size": np.asarray(extra["adapt_state.step_size"]),
+        "n_steps": np.asarray(extra["num_steps"]),
+        "tree_depth": np.floor(np.log2(np.maximum(np.asarray(extra["num_steps"]), 1))).astype(int) + 1,
+        "energy": np.asarray(extra["energy"]),
+        "lp": -np.asarray(extra["potential_energy"]),
+    }
+    sampled_steps = int(stats["n_steps"].sum())
+    return Posterior(draws=draws, sample_stats=stats, method="nuts", settings=settings, timings_s=timings,
+                     losses=losses, n_gradient_evaluations=sampled_steps)
+
+
+def run_svi(model: Callable, settings: InferenceSettings) -> Posterior:
+    """Fit an AutoNormal / AutoMultivariateNormal guide and draw ``settings.samples`` from it."""
+    validate_settings(settings)
+    key = jax.random.PRNGKey(settings.seed)
+    fit_key, draw_key = jax.random.split(key)
+    guide_class = AutoNormal if settings.guide == "normal" else AutoMultivariateNormal
+    guide = guide_class(model, init_loc_fn=numpyro.infer.init_to_median(num_samples=15))
+    svi = SVI(model, guide, Adam(settings.svi_learning_rate), Trace_ELBO())
+    t0 = time.perf_counter()
+    result = svi.run(fit_key, settings.svi_steps, progress_bar=settings.progress_bar)
+    jax.block_until_ready(result.params)
+    elapsed = time.perf_counter() - t0
+    predictive = numpyro.infer.Predictive(guide, params=result.params, num_samples=settings.samples)
+    latent = predictive(draw_key)
+    # Deterministic sites (theta, prediction) from the model at the guide's draws.
+    with_det = numpyro.infer.Predictive(model, posterior_samples=latent, return_sites=["theta", "prediction"])(draw_key)
+    draws = {k: np.asarray(v)[None] for k, v in {**latent, **with_det}.items() if not k.startswith("_")}
+    return Posterior(draws=draws, sample_stats={}, method="svi", settings=settings, timings_s={"svi": elapsed},
+                     losses=np.asarray(result.losses), n_gradient_evaluations=settings.svi_steps)
+
+
+def run_inference(model: Callable, settings: InferenceSettings, latent_sites: tuple[str, ...]) -> Posterior:
+    """NUTS or SVI according to ``settings.method``."""
+    validate_settings(settings)
+    if settings.method == "nuts":
+        return run_nuts(model, settings, latent_sites)
+    return run_svi(model, settings)

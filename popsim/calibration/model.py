@@ -1,0 +1,150 @@
+"""The hierarchical NumPyro model of a calibration.
+
+Sample sites (dims in brackets; K estimated parameters, A analytes, n patients):
+- ``theta_pop`` [parameter]: population value at the reference covariates, natural units;
+- ``omega`` [parameter]: IIV sd on the log scale;
+- ``eta`` [patient, parameter]: standardised individual effects (non-centred);
+- ``sigma`` [analyte]: proportional / log-scale residual sd (unused, prior only, for an
+  additive analyte); ``sigma_additive`` [additive_analyte]: additive sd of the analytes with
+  an additive or combined error model (absent when there are none);
+- deterministic ``theta`` [patient, parameter]: each man's parameters;
+- observed ``y`` [observation]: every lab value, long format, with its residual error
+  model and M3 left-censoring (popsim.calibration.spec).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.scipy.special import log_ndtr
+from numpyro.distributions import constraints
+
+from popsim.calibration.problem import CalibrationProblem, patient_parameters
+from popsim.calibration.spec import ERROR_MODELS, CalibrationSpec
+
+_LOGNORMAL, _PROPORTIONAL, _ADDITIVE, _COMBINED = (ERROR_MODELS.index(m) for m in ERROR_MODELS)
+# Penalty (log density) per patient whose simulation failed: rejects the proposal
+# without producing NaN gradients.
+_FAILED_PENALTY = -1e6
+
+
+class ResidualError(dist.Distribution):
+    """Observation ``y`` around a model prediction ``f`` with a per-row error model and
+    left-censoring (M3: a censored row contributes log P(y < LLOQ)).
+
+    All arguments are ``(n_obs,)``: ``kind`` indexes ERROR_MODELS; ``floor`` is the
+    smallest prediction used on the log scale (azoospermia as a tiny concentration).
+    """
+
+    arg_constraints = {}
+    support = constraints.real
+    reparametrized_params = []
+
+    def __init__(self, prediction, sigma, sigma_additive, kind, censored, lloq, floor, validate_args=None):
+        self.prediction, self.sigma, self.sigma_additive = prediction, sigma, sigma_additive
+        self.kind, self.censored, self.lloq, self.floor = kind, censored, lloq, floor
+        super().__init__(batch_shape=jnp.shape(prediction), validate_args=validate_args)
+
+    def _normal_scale(self):
+        f = self.prediction
+        return jnp.where(self.kind == _ADDITIVE, self.sigma_additive,
+                         jnp.where(self.kind == _COMBINED, jnp.sqrt(self.sigma_additive ** 2 + (self.sigma * f) ** 2),
+                                   self.sigma * jnp.abs(f)))
+
+    def sample(self, key, sample_shape=()):
+        shape = sample_shape + self.batch_shape
+        z = jax.random.normal(key, shape)
+        log_f = jnp.log(jnp.maximum(self.prediction, self.floor))
+        lognormal = jnp.exp(log_f + self.sigma * z)
+        normal = self.prediction + self._normal_scale() * z
+        return jnp.where(self.kind == _LOGNORMAL, lognormal, normal)
+
+    def log_prob(self, value):
+        is_log = self.kind == _LOGNORMAL
+        # Log-normal: log y ~ Normal(log f, sigma) (density of y, with the Jacobian 1/y).
+        log_f = jnp.log(jnp.maximum(self.prediction, self.floor))
+        safe_value = jnp.where(value > 0, value, 1.0)
+        z_log = (jnp.log(safe_value) - log_f) / self.sigma
+        lp_log = -0.5 * z_log ** 2 - jnp.log(self.sigma) - 0.5 * jnp.log(2 * jnp.pi) - jnp.log(safe_value)
+        z_lloq_log = (jnp.log(jnp.maximum(self.lloq, 1e-30)) - log_f) / self.sigma
+        cens_log = log_ndtr(z_lloq_log)
+        # Normal: y ~ Normal(f, s).
+        s = jnp.maximum(self._normal_scale(), 1e-12)
+        z = (value - self.prediction) / s
+        lp_normal = -0.5 * z ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi)
+        cens_normal = log_ndtr((self.lloq - self.prediction) / s)
+        uncensored = jnp.where(is_log, lp_log, lp_normal)
+        censored = jnp.where(is_log, cens_log, cens_normal)
+        return jnp.where(self.censored, censored, uncensored)
+
+
+class ModelArrays:
+    """Device arrays of the observation model (built once per problem)."""
+
+    def __init__(self, problem: CalibrationProblem, spec: CalibrationSpec):
+        o = problem.observations
+        kinds = np.array([ERROR_MODELS.index(spec.residual(a).model) for a in problem.analytes], np.int32)
+        self.analyte = jnp.asarray(o.analyte)
+        self.kind = jnp.asarray(kinds[o.analyte])
+        self.additive_index = np.flatnonzero(np.isin(kinds, (_ADDITIVE, _COMBINED)))
+        self.uses_sigma = jnp.asarray(kinds != _ADDITIVE)
+        self.censored = jnp.asarray(o.censored)
+        self.lloq = jnp.asarray(o.lloq)
+        self.value = jnp.asarray(o.value)
+        floors = np.array([spec.sperm_floor_m_ml if a == "sperm_concentration" else 1e-6 for a in problem.analytes])
+        self.floor = jnp.asarray(floors[o.analyte])
+        self.sigma_prior = jnp.asarray([spec.residual(a).sigma_prior for a in problem.analytes])
+        self.additive_prior = jnp.asarray([spec.residual(a).additive_prior for a in problem.analytes])
+        self.log_default = jnp.asarray(np.log(problem.defaults))
+        self.prior_log_sd = jnp.asarray([e.prior_log_sd for e in spec.estimated])
+        self.omega_prior = jnp.asarray([e.omega_prior for e in spec.estimated])
+
+
+def residual_scales(arrays: ModelArrays, draws: dict):
+    """Per-analyte ``(sigma, sigma_additive)`` of posterior draws, each ``(..., n_analytes)``."""
+    sigma = jnp.where(arrays.uses_sigma, jnp.asarray(draws["sigma"]), 0.0)
+    additive = jnp.zeros_like(sigma)
+    if arrays.additive_index.size:
+        additive = additive.at[..., arrays.additive_index].set(jnp.asarray(draws["sigma_additive"]))
+    return sigma, additive
+
+
+def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Callable) -> Callable:
+    """The NumPyro model ``model(observed=True)``; ``observed=False`` leaves ``y`` free
+    (prior or posterior predictive draws)."""
+    arrays = ModelArrays(problem, spec)
+    n, k, a = problem.n_patients, len(problem.estimated), len(problem.analytes)
+
+    def model(observed: bool = True):
+        with numpyro.plate("parameter", k):
+            theta_pop = numpyro.sample("theta_pop", dist.LogNormal(arrays.log_default, arrays.prior_log_sd))
+            omega = numpyro.sample("omega", dist.HalfNormal(arrays.omega_prior))
+        with numpyro.plate("patient", n, dim=-2), numpyro.plate("parameter_of_patient", k, dim=-1):
+            eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+        with numpyro.plate("analyte", a):
+            sigma = numpyro.sample("sigma", dist.HalfNormal(arrays.sigma_prior))
+        sigma = jnp.where(arrays.uses_sigma, sigma, 0.0)  # additive analytes: no proportional part
+        if arrays.additive_index.size:
+            # Only analytes with an additive or combined error model have an additive sd.
+            with numpyro.plate("additive_analyte", arrays.additive_index.size):
+                additive = numpyro.sample("sigma_additive", dist.HalfNormal(arrays.additive_prior[arrays.additive_index]))
+            sigma_additive = jnp.zeros(a).at[arrays.additive_index].set(additive)
+        else:
+            sigma_additive = jnp.zeros(a)
+        theta = numpyro.deterministic("theta", patient_parameters(problem, theta_pop, omega, eta))
+        prediction, failed = predict(theta)
+        bad = failed | ~jnp.all(jnp.isfinite(theta), axis=-1)
+        numpyro.factor("solver_failure", _FAILED_PENALTY * jnp.sum(bad))
+        prediction = jnp.where(jnp.isfinite(prediction), prediction, 1.0)
+        numpyro.deterministic("prediction", prediction)
+        likelihood = ResidualError(prediction, sigma[arrays.analyte], sigma_additive[arrays.analyte], arrays.kind,
+                                   arrays.censored, arrays.lloq, arrays.floor)
+        with numpyro.plate("observation", problem.n_observations):
+            numpyro.sample("y", likelihood, obs=arrays.value if observed else None)
+
+    return model

@@ -1,0 +1,226 @@
+"""Lab data turned into the arrays a likelihood needs, and the model prediction of them.
+
+The prediction calls the same population simulator as forward simulation
+(popsim.solve.integrator.population_simulator): every patient starts at his untreated
+steady state at ``start_day`` (the earliest time in the data, or 0), takes his own doses,
+and is simulated on a common uniform grid; each observation is the linear interpolation
+of its analyte between the two grid times around it (an observation on a grid time, the
+usual whole-day case, takes the grid value: the pre-dose trough at a dose time).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from popsim.calibration.data import LabData
+from popsim.calibration.lab_schema import ANALYTE_OBSERVABLES
+from popsim.calibration.spec import CalibrationSpec, CalibrationSpecError, validate_spec
+from popsim.dosing.table import DoseTable, compile_regimens, trt_summary
+from popsim.model.parameters import PARAMETER_INDEX
+from popsim.population.covariates import COVARIATE_INDEX, typical_parameters
+from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+from popsim.solve.run import check_precision
+
+
+class ObservationIndex(NamedTuple):
+    """Where each observation sits, each ``(n_obs,)`` (long format, data order).
+
+    Attributes:
+        patient: int index into ``CalibrationProblem.ids``.
+        analyte: int index into ``CalibrationProblem.analytes``.
+        grid_left: int index of the grid time at or before the observation.
+        weight: interpolation weight of the grid time after it (0 on a grid time).
+        time_days: observation time, days (patient's own time frame).
+        value: observed value in canonical units (the limit on censored rows).
+        censored: True below the limit of quantification.
+        lloq: limit of quantification, canonical unit (the value on censored rows).
+        row: CSV row of the observation.
+    """
+
+    patient: np.ndarray
+    analyte: np.ndarray
+    grid_left: np.ndarray
+    weight: np.ndarray
+    time_days: np.ndarray
+    value: np.ndarray
+    censored: np.ndarray
+    lloq: np.ndarray
+    row: np.ndarray
+
+
+class CalibrationProblem(NamedTuple):
+    """Everything fixed during a calibration (host arrays).
+
+    Attributes:
+        ids: patient identifiers.
+        analytes: analytes present in the data, in a fixed order.
+        estimated: names of the estimated parameters (CalibrationSpec.names), K of them.
+        defaults: ``(K,)`` literature defaults of the estimated parameters.
+        covariate_factor: ``(n_patients, K)`` typical value of each man (from AGE, BMI)
+            over the default: 1 where no covariate effect applies.
+        base_params: ``{name: (n_patients,)}`` every model parameter at the man's typical
+            value (estimated ones are replaced during the fit).
+        doses: DoseTable of the patients' dosing histories.
+        species: PK species dosed in the data (static for the simulator).
+        grid_days: ``(n_times,)`` common simulation grid, days.
+        start_day: untreated steady state at this time, days.
+        observations: ObservationIndex.
+        covariates: ``{name: (n_patients,)}`` covariates used (AGE in years, BMI in kg/m^2).
+        first_missed_dose_day: ``(n_patients,)`` last TRT dose + one interval (origin of
+            recovery), NaN for a man without TRT in the data.
+        regimens: one popsim Regimen per patient.
+    """
+
+    ids: tuple[str, ...]
+    analytes: tuple[str, ...]
+    estimated: tuple[str, ...]
+    defaults: np.ndarray
+    covariate_factor: np.ndarray
+    base_params: dict
+    doses: DoseTable
+    species: tuple[int, ...]
+    grid_days: np.ndarray
+    start_day: float
+    observations: ObservationIndex
+    covariates: dict
+    first_missed_dose_day: np.ndarray
+    regimens: tuple
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_observations(self) -> int:
+        return int(self.observations.value.shape[0])
+
+
+def _covariate(data: LabData, name: str, reference: float) -> np.ndarray:
+    columns = {str(c).upper(): c for c in data.covariates.columns}
+    if name not in columns:
+        return np.full(data.n_patients, reference)
+    values = data.covariates[columns[name]].to_numpy(dtype=float)
+    return np.where(np.isfinite(values), values, reference)
+
+
+def build_problem(data: LabData, spec: CalibrationSpec, horizon_days: float | None = None) -> CalibrationProblem:
+    """Arrays of a calibration from validated lab data.
+
+    Args:
+        data: lab data (popsim.calibration.data.read_lab_data).
+        spec: the statistical model.
+        horizon_days: simulate at least until this time (default: the last observation).
+
+    Raises:
+        CalibrationSpecError: when the data hold an analyte without a residual model, or no
+            observations at all.
+    """
+    validate_spec(spec)
+    check_precision(spec.precision)
+    obs = data.observations
+    if obs.value_canonical.size == 0:
+        raise CalibrationSpecError(f"{data.source}: no observations (rows with EVID=0 and MDV=0) to calibrate to")
+    analytes = tuple(sorted(set(obs.analyte.tolist()), key=list(ANALYTE_OBSERVABLES).index))
+    for analyte in analytes:
+        spec.residual(analyte)
+
+    age = _covariate(data, "AGE", COVARIATE_INDEX["reference_age_years"])
+    bmi = _covariate(data, "BMI", COVARIATE_INDEX["reference_bmi_kg_m2"])
+    n = data.n_patients
+    typical = typical_parameters(age, bmi, np.zeros(n), np.ones(n))
+    defaults = np.array([PARAMETER_INDEX[name].default for name in spec.names])
+    factor = np.stack([typical[name] / default for name, default in zip(spec.names, defaults)], axis=1)
+
+    regimens = data.regimens()
+    doses = compile_regimens(regimens)
+    species = tuple(np.unique(doses.species[doses.n_doses > 0]).tolist())
+    step = spec.output_step_days
+    first_dose = min((float(h.time_days.min()) for h in data.doses if h.time_days.size), default=0.0)
+    start_day = step * math.floor(min(0.0, first_dose, float(obs.time_days.min())) / step)
+    last = max(float(obs.time_days.max()), horizon_days or 0.0)
+    n_times = int(math.floor((last - start_day) / step + 1e-9)) + 2  # one grid time past the last observation
+    grid_days = start_day + step * np.arange(n_times)
+
+    position = (obs.time_days - start_day) / step
+    left = np.clip(np.floor(position + 1e-9).astype(int), 0, n_times - 2)
+    weight = np.clip(position - left, 0.0, 1.0)
+    weight = np.where(weight < 1e-9, 0.0, weight)
+    index = ObservationIndex(
+        patient=obs.patient_index.astype(np.int32),
+        analyte=np.array([analytes.index(a) for a in obs.analyte], np.int32),
+        grid_left=left.astype(np.int32), weight=weight, time_days=obs.time_days.astype(float),
+        value=obs.value_canonical.astype(float), censored=obs.censored.astype(bool),
+        lloq=np.where(obs.censored, obs.value_canonical, np.nan_to_num(obs.lloq_canonical, nan=0.0)),
+        row=obs.row.astype(int),
+    )
+    return CalibrationProblem(
+        ids=tuple(data.ids), analytes=analytes, estimated=spec.names, defaults=defaults,
+        covariate_factor=factor, base_params=typical, doses=doses, species=species,
+        grid_days=grid_days, start_day=float(start_day), observations=index,
+        covariates={"AGE": age, "BMI": bmi},
+        first_missed_dose_day=trt_summary(regimens).first_missed_dose_day, regimens=tuple(regimens),
+    )
+
+
+def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec) -> Callable:
+    """The model prediction of every observation as a JAX function.
+
+    Returns:
+        ``predict(theta) -> (prediction, failed)`` with ``theta`` ``(n_patients, K)`` the
+        estimated parameters of each man (natural units), ``prediction`` ``(n_obs,)`` the
+        latent model value of each observation (canonical units) and ``failed``
+        ``(n_patients,)`` True where the simulation left the plausible state range.
+        Differentiable in ``theta`` (reverse mode).
+    """
+    grid = plan_output_grid(problem.grid_days, spec.dt_days, problem.start_day)
+    max_steps = int(grid.n_steps.max())
+    simulator = population_simulator(spec.precision, problem.species, max_steps,
+                                     uniform=bool(np.all(np.isin(grid.n_steps, (0, max_steps)))))
+    dtype = jnp.float32 if spec.precision == "float32" else jnp.float64
+    n = problem.n_patients
+    base = {k: jnp.asarray(v, dtype) for k, v in problem.base_params.items()}
+    doses = DoseTable(*(jnp.asarray(a) for a in problem.doses))
+    grid_j = OutputGrid(*(jnp.asarray(a) for a in grid))
+    scale0 = jnp.ones(problem.doses.species.shape, dtype)
+    z, zi = jnp.zeros((n, 0), dtype), jnp.zeros((n, 0), jnp.int32)
+    rules = Rules(zi, z, z, z, z, zi, zi, z, z)
+    observables = [ANALYTE_OBSERVABLES[a] for a in problem.analytes]
+    o = problem.observations
+    patient, analyte = jnp.asarray(o.patient), jnp.asarray(o.analyte)
+    left, weight = jnp.asarray(o.grid_left), jnp.asarray(o.weight, dtype)
+    names = problem.estimated
+
+    def predict(theta):
+        params = dict(base)
+        for k, name in enumerate(names):
+            params[name] = theta[:, k].astype(dtype)
+        outputs, failed, _ = simulator(params, doses, grid_j, scale0, rules)
+        stacked = jnp.stack([outputs[name] for name in observables])  # (n_analytes, n, n_times)
+        lo = stacked[analyte, patient, left]
+        hi = stacked[analyte, patient, left + 1]
+        return lo + weight * (hi - lo), failed
+
+    return predict
+
+
+def patient_parameters(problem: CalibrationProblem, theta_pop, omega, eta):
+    """``theta[i, k] = theta_pop[k] * covariate_factor[i, k] * exp(omega[k] * eta[i, k])``.
+
+    Args:
+        theta_pop: ``(..., K)`` population values; omega: ``(..., K)``; eta: ``(..., n, K)``.
+    """
+    factor = jnp.asarray(problem.covariate_factor)
+    return theta_pop[..., None, :] * factor * jnp.exp(omega[..., None, :] * eta)
+
+
+def run_problem_check(problem: CalibrationProblem, spec: CalibrationSpec) -> np.ndarray:
+    """Predictions at the typical parameters of each man (a smoke test of the data), ``(n_obs,)``."""
+    predict = jax.jit(make_predictor(problem, spec))
+    theta = problem.defaults[None, :] * problem.covariate_factor
+    prediction, _ = predict(jnp.asarray(theta))
+    return np.asarray(prediction)

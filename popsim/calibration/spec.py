@@ -1,0 +1,174 @@
+"""What a calibration estimates and how observations scatter around the model.
+
+A :class:`CalibrationSpec` names the physiological parameters that get a population
+value and inter-individual variability (IIV), the width of their priors, the residual
+error model of each analyte, and the solver settings of the likelihood. Everything is
+plain data, validated with messages that name the field and the valid values.
+
+Priors (docs/calibration.md explains the choice):
+- population value ``theta_pop[k] ~ LogNormal(log default_k, prior_log_sd_k)``: centred
+  on the literature default (popsim.model.parameters), a log-sd of 0.5 lets the data move
+  it by a factor of ~2.7 at 2 sd;
+- IIV ``omega[k] ~ HalfNormal(omega_prior_k)`` on the log scale (0.5 ~ up to 50 % CV);
+- per-patient ``theta[i, k] = theta_pop[k] * covariate_factor[i, k] * exp(omega[k] * eta[i, k])``
+  with ``eta ~ Normal(0, 1)`` (non-centred);
+- residual scales ``sigma ~ HalfNormal(prior)`` per analyte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
+from popsim.model.parameters import PARAMETER_INDEX
+
+ERROR_MODELS = ("lognormal", "proportional", "additive", "combined")
+
+
+class CalibrationSpecError(ValueError):
+    """An invalid calibration setting; the message names the field and the valid values."""
+
+
+@dataclass(frozen=True)
+class EstimatedParameter:
+    """One physiological parameter with a population value and IIV.
+
+    Attributes:
+        name: a model parameter (popsim.model.parameters.PARAMETER_INDEX).
+        prior_log_sd: sd of the log-normal prior of the population value around the default.
+        omega_prior: scale of the half-normal prior of the IIV sd (log scale).
+    """
+
+    name: str
+    prior_log_sd: float = 0.5
+    omega_prior: float = 0.5
+
+
+@dataclass(frozen=True)
+class ResidualModel:
+    """Residual error of one analyte.
+
+    ``lognormal``: log y ~ Normal(log f, sigma) (exponential error; ``sigma`` ~ CV).
+    ``proportional``: y ~ Normal(f, sigma * f). ``additive``: y ~ Normal(f, sigma_additive).
+    ``combined``: y ~ Normal(f, sqrt(sigma_additive^2 + (sigma * f)^2)).
+    Values below the limit of quantification contribute P(y < LLOQ) (M3).
+
+    Attributes:
+        analyte: lab analyte (popsim.calibration.lab_schema.ANALYTE_CANONICAL_UNITS).
+        model: one of ERROR_MODELS.
+        sigma_prior: half-normal scale of the proportional / log-scale sd (unitless).
+        additive_prior: half-normal scale of the additive sd, analyte's canonical unit.
+    """
+
+    analyte: str
+    model: str = "lognormal"
+    sigma_prior: float = 0.3
+    additive_prior: float = 1.0
+
+
+# Within-man CVs that set the default residual priors: hormones ~10-25 % (assay plus
+# day-to-day), one semen sample 30-50 % (calibration-targets.md, "conventions").
+DEFAULT_RESIDUALS: tuple[ResidualModel, ...] = (
+    ResidualModel("total_testosterone", "lognormal", 0.25),
+    ResidualModel("free_testosterone", "lognormal", 0.25),
+    ResidualModel("lh", "lognormal", 0.3),
+    ResidualModel("fsh", "lognormal", 0.3),
+    ResidualModel("estradiol", "lognormal", 0.3),
+    ResidualModel("inhibin_b", "lognormal", 0.3),
+    ResidualModel("shbg", "lognormal", 0.2),
+    ResidualModel("sperm_concentration", "lognormal", 0.5),
+)
+
+# What drives recovery after TRT in the model (docs/model.md): baselines of the axis and
+# the rate at which the spermatogonial reserve regrows.
+DEFAULT_ESTIMATED: tuple[EstimatedParameter, ...] = (
+    EstimatedParameter("t_base_nmol_l", 0.3, 0.4),
+    EstimatedParameter("lh_base_iu_l", 0.3, 0.4),
+    EstimatedParameter("sperm_base_m_ml", 0.5, 0.7),
+    EstimatedParameter("k_reserve_recovery_per_day", 0.7, 0.7),
+)
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """The statistical model of a calibration.
+
+    Attributes:
+        estimated: parameters with a population value and IIV.
+        residuals: residual error model per analyte (analytes absent from the data are ignored).
+        dt_days: integrator step of the likelihood (popsim.solve.settings.SolverSettings).
+        output_step_days: spacing of the simulated grid that predictions are interpolated from.
+        sperm_floor_m_ml: floor of the predicted sperm concentration on the log scale
+            (an azoospermic prediction is compared as this value; M/mL).
+        precision: "float32" or "float64".
+    """
+
+    estimated: tuple[EstimatedParameter, ...] = DEFAULT_ESTIMATED
+    residuals: tuple[ResidualModel, ...] = DEFAULT_RESIDUALS
+    dt_days: float = 1.0
+    output_step_days: float = 1.0
+    sperm_floor_m_ml: float = 0.01
+    precision: str = "float32"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.estimated)
+
+    def residual(self, analyte: str) -> ResidualModel:
+        for r in self.residuals:
+            if r.analyte == analyte:
+                return r
+        raise CalibrationSpecError(f"model.residuals: no residual error model for analyte '{analyte}' "
+                                   f"(give one of {ERROR_MODELS} for it)")
+
+
+def _positive(value, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise CalibrationSpecError(f"{where} must be a finite number > 0, got {value!r}")
+
+
+def validate_spec(spec: CalibrationSpec) -> None:
+    """Raise CalibrationSpecError naming the first invalid field."""
+    if not spec.estimated:
+        raise CalibrationSpecError("model.estimated is empty: name at least one parameter of popsim.model.parameters")
+    seen = set()
+    for i, e in enumerate(spec.estimated):
+        where = f"model.estimated[{i}]"
+        if e.name not in PARAMETER_INDEX:
+            close = sorted(n for n in PARAMETER_INDEX if n.split("_")[0] == str(e.name).split("_")[0])[:8]
+            raise CalibrationSpecError(f"{where}.name: unknown parameter '{e.name}'"
+                                       + (f"; similar: {close}" if close else "") + " (see docs/model.md)")
+        if not PARAMETER_INDEX[e.name].positive:
+            raise CalibrationSpecError(f"{where}.name: '{e.name}' may be zero or negative; only positive parameters "
+                                       "can have log-normal IIV")
+        if e.name in seen:
+            raise CalibrationSpecError(f"{where}.name: '{e.name}' is listed twice")
+        seen.add(e.name)
+        _positive(e.prior_log_sd, f"{where}.prior_log_sd")
+        _positive(e.omega_prior, f"{where}.omega_prior")
+    analytes = set()
+    for i, r in enumerate(spec.residuals):
+        where = f"model.residuals[{i}]"
+        if r.analyte not in ANALYTE_CANONICAL_UNITS:
+            raise CalibrationSpecError(f"{where}.analyte: unknown analyte '{r.analyte}'; valid: "
+                                       f"{sorted(ANALYTE_CANONICAL_UNITS)}")
+        if r.analyte in analytes:
+            raise CalibrationSpecError(f"{where}.analyte: '{r.analyte}' is listed twice")
+        analytes.add(r.analyte)
+        if r.model not in ERROR_MODELS:
+            raise CalibrationSpecError(f"{where}.model: '{r.model}' is not a residual error model; valid: {ERROR_MODELS}")
+        _positive(r.sigma_prior, f"{where}.sigma_prior")
+        _positive(r.additive_prior, f"{where}.additive_prior")
+    _positive(spec.dt_days, "solver.dt_days")
+    if spec.dt_days > 2.0:
+        raise CalibrationSpecError(f"solver.dt_days must be <= 2 days, got {spec.dt_days}")
+    _positive(spec.output_step_days, "model.output_step_days")
+    ratio = spec.output_step_days / spec.dt_days
+    if abs(ratio - round(ratio)) > 1e-6:
+        raise CalibrationSpecError(f"model.output_step_days ({spec.output_step_days}) must be a whole multiple of "
+                                   f"solver.dt_days ({spec.dt_days})")
+    _positive(spec.sperm_floor_m_ml, "model.sperm_floor_m_ml")
+    if spec.precision not in ("float32", "float64"):
+        raise CalibrationSpecError(f"solver.precision must be 'float32' or 'float64', got {spec.precision!r}")
