@@ -94,7 +94,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "assumption: gel dries within hours"),
     _p("k_skin_release_per_day", LN2 / 0.5, "1/day", "testosterone_pk",
        "release from the skin reservoir into plasma", "assumption: ~10% absorbed over 24 h, flat daily profile"),
-    _p("shbg_clearance_exponent", 0.6, "1", "testosterone_pk",
+    _p("shbg_clearance_exponent", 0.75, "1", "testosterone_pk",
        "clearance of total T scales as (SHBG/SHBG_base)^-exponent",
        "calibrated to C5 (serum T 1.5x/3x placebo at 100/300 mg TE)"),
     # --- Protocol-drug pharmacokinetics
@@ -212,8 +212,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- Aromatisation, SHBG
     _p("anastrozole_imax", 0.85, "1", "estradiol", "maximal inhibition of aromatase by anastrozole",
        "-70 to -80% E2 in women at 1 mg (Arimidex label)"),
-    _p("anastrozole_ic50_ng_ml", 6.0, "ng/mL", "estradiol", "anastrozole giving half-maximal aromatase inhibition",
-       "calibrated to C7 (T/E2 x2-3 at 1 mg/day)"),
+    _p("anastrozole_ic50_ng_ml", 12.0, "ng/mL", "estradiol", "anastrozole giving half-maximal aromatase inhibition",
+       "calibrated to C7: ~60% aromatase inhibition at 1 mg/day, T/E2 x2.5 (Raman & Schlegel 2002; "
+       "Leder 2004: E2/T fell 61% on 1 mg/day)"),
     _p("k_shbg_per_day", LN2 / 7.0, "1/day", "shbg", "turnover of SHBG", "SHBG t1/2 ~7 d (assumption)"),
     _p("shbg_androgen_exponent", 0.3, "1", "shbg", "SHBG target ~ (total T/baseline)^-exponent",
        "androgens lower hepatic SHBG (assumption)"),
@@ -229,11 +230,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("inhibin_germ_weight", 0.4, "1", "sertoli", "share of inhibin B that tracks the germ-cell content",
        "inhibin B low in oligozoospermia (Grunewald 2013)"),
     # --- Spermatogenesis
-    _p("spermatogenesis_days", 74.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
-       "64-74 d (Heller & Clermont; " + MF + " 4.1); upper end, calibrated to C1/C3/C4 (first pass): "
-       "later return of sperm after TE, suppression to <=1 M/mL ~13 wk"),
-    _p("epididymal_transit_days", 12.0, "day", "spermatogenesis", "mean epididymal transit",
-       "assumption: 2-12 d (" + MF + " 9); upper end, calibrated to C1/C4 (first pass): later return of sperm"),
+    _p("spermatogenesis_days", 68.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
+       "64-74 d (Heller & Clermont; " + MF + " 4.1); calibrated to C1/C3/C4 within that range "
+       "(docs/validation.md): median return to 3/10 M/mL 2.5/3.0 months, suppression to <=1 M/mL ~13 wk"),
+    _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
+       "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md)"),
     _p("itt_support_ec50", 0.12, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
        "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline)"),
     _p("itt_support_hill", 4.0, "1", "spermatogenesis", "steepness of ITT support", "assumption"),
@@ -243,19 +244,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "hCG alone restores ~1/2 of output (Bremner 1981)"),
     _p("support_weight_fsh", 0.33, "1", "spermatogenesis", "share of output sustained by FSH alone",
        "FSH alone restores ~1/3 (Matsumoto 1983)"),
-    _p("germ_death_max_per_day", 0.08, "1/day", "spermatogenesis",
+    _p("germ_death_max_per_day", 0.065, "1/day", "spermatogenesis",
        "maximal loss rate of germ cells without hormonal support",
-       "calibrated to C3 (suppression half-time 5.5 wk)"),
+       "calibrated to C3 (suppression half-time 5.5 wk; <= 1 M/mL ~12-13 wk with the 68-d pipeline, "
+       "docs/validation.md)"),
     _p("germ_death_support_ec50", 0.2, "1", "spermatogenesis", "support below which germ cells are lost",
        "assumption"),
-    _p("k_reserve_depletion_per_day", 1.0 / 275.0, "1/day", "spermatogenesis",
+    _p("k_reserve_depletion_per_day", 0.0046, "1/day", "spermatogenesis",
        "depletion of the spermatogonial reserve without support",
-       "calibrated to C1/C3/C4 (first pass): with its wide IIV, a slow-recovering minority after 12 months "
-       "of TE (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
-    _p("k_reserve_recovery_per_day", 1.0 / 280.0, "1/day", "spermatogenesis",
+       "calibrated to C1/C4 (docs/validation.md): with its wide IIV, a slow-recovering minority after 12 "
+       "months of TE (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
+    _p("k_reserve_recovery_per_day", 0.005, "1/day", "spermatogenesis",
        "recovery of the spermatogonial reserve at 30 y",
-       "calibrated to C1/C3/C4 (first pass): slow tail of recovery to 20 M/mL, population plateau "
-       "~85% of baseline at 1-2 years"),
+       "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
+       "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),
     _p("reserve_recovery_decline_per_year", 0.01, "1/year", "spermatogenesis",
        "fractional slowing of reserve recovery per year of age over 30", "assumption"),
     # --- Semen observation

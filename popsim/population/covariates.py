@@ -48,10 +48,19 @@ COVARIATE_EFFECTS: tuple[ParamSpec, ...] = (
        "inhibin B lower in infertile men (78 vs 132 pg/mL)"),
     _c("asian_itt_support_ec50_factor", 2.2, "1", "ITT support threshold in Asian men relative to others",
        "calibrated to C3 (first pass; azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
+    _c("reserve_recovery_change_per_year", 0.03, "1/year",
+       "fractional change of the spermatogonial recovery rate per year of age relative to the reference age "
+       "(constant beyond 51 y; floored at 0.2x)",
+       "calibrated to C2: within 18-51 y older men recovered faster (Liu 2006); no mechanistic human data, "
+       "empirical direction only"),
     _c("asian_reserve_recovery_factor", 2.0, "1", "spermatogonial recovery rate in Asian men relative to others",
        "calibrated to C2 (first pass; Asian men recover faster, Liu 2006): offsets the deeper suppression "
        "of Asian men, which otherwise slows their recovery"),
 )
+
+# Oldest age of the contraception trials that set the age effect on spermatogonial
+# recovery (Liu 2006: 18-51 y); the effect is held constant beyond it (no data).
+STUDIED_AGE_MAX_YEARS = 51.0
 
 COVARIATE_INDEX = {spec.name: spec.default for spec in COVARIATE_EFFECTS}
 
@@ -100,5 +109,6 @@ def typical_parameters(age_years, bmi_kg_m2, asian, testicular_function,
     p["inhibin_b_base_pg_ml"] = p["inhibin_b_base_pg_ml"] * tf ** e["testicular_function_inhibin_exponent"]
     p["itt_support_ec50"] = p["itt_support_ec50"] * np.where(asian > 0.5, e["asian_itt_support_ec50_factor"], 1.0)
     p["k_reserve_recovery_per_day"] = p["k_reserve_recovery_per_day"] * np.where(
-        asian > 0.5, e["asian_reserve_recovery_factor"], 1.0)
+        asian > 0.5, e["asian_reserve_recovery_factor"], 1.0) * factor(
+        e["reserve_recovery_change_per_year"] * (np.minimum(age, STUDIED_AGE_MAX_YEARS) - e["reference_age_years"]))
     return p

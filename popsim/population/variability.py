@@ -82,9 +82,9 @@ DEFAULT_VARIABILITY = Variability(
         # Suppression heterogeneity: calibrated to C3 (first pass): ~1/3 of non-Asian men keep
         # some sperm (0.05-3 M/mL) on TE 200 mg/week, >= 94% fall below 3 M/mL by 6 months.
         ("itt_support_ec50", 0.60), ("germ_death_max_per_day", 1.3),
-        # Reserve rates: calibrated to C1/C3/C4 (first pass); the wide, negatively correlated
+        # Reserve rates: calibrated to C1/C4 (docs/validation.md); the wide, negatively correlated
         # spread makes a slow-recovering minority (C1 tail: 10% not at 20 M/mL by 12 months).
-        ("k_reserve_recovery_per_day", 1.0), ("k_reserve_depletion_per_day", 2.5),
+        ("k_reserve_recovery_per_day", 2.2), ("k_reserve_depletion_per_day", 2.5),
         ("spermatogenesis_days", 0.05),
     ),
     correlation=(
@@ -94,5 +94,10 @@ DEFAULT_VARIABILITY = Variability(
         ("t_base_nmol_l", "shbg_base_nmol_l", 0.4),
         # Men whose reserve depletes fast also regrow it slowly (calibrated to C1, first pass).
         ("k_reserve_recovery_per_day", "k_reserve_depletion_per_day", -0.6),
+        # C2 directions (Liu 2006), calibrated: men with a higher baseline LH (a testis that
+        # needs more drive) regrow the reserve more slowly; men whose germ cells turn over
+        # faster are suppressed faster and also refill faster.
+        ("lh_base_iu_l", "k_reserve_recovery_per_day", -0.3),
+        ("germ_death_max_per_day", "k_reserve_recovery_per_day", 0.4),
     ),
 )
