@@ -175,3 +175,28 @@ def test_recovery_difference_censoring():
     # The floor keeps zeros of the reference from dividing by zero.
     e = relative_error(np.array([[1.0, 1e-7, 2.0]]), np.array([[1.0, 0.0, 1.0]]))
     assert np.all(np.isfinite(e)) and e[0, 0] == 0.0 and e[0, 2] == pytest.approx(1.0)
+
+
+def test_small_and_large_batch_forms_agree():
+    """The integrator's two formulations of the stage PK (batched for small batches,
+    per stage for large ones; popsim.solve.integrator.SMALL_BATCH) agree to float32
+    round-off on every observable of every accuracy regimen."""
+    import popsim
+    from popsim.solve import integrator
+    from popsim.solve.run import iterate_chunks
+    from popsim.verify import accuracy as acc
+
+    _, doses, params, _ = acc._problem(tuple(acc.ACCURACY_REGIMENS))
+    times = acc.output_times(120.0)
+    saved = integrator.SMALL_BATCH
+    outs = []
+    try:
+        for threshold in (0, 10**9):
+            integrator.SMALL_BATCH = threshold
+            integrator._SIMULATORS.clear()
+            outs.append(next(iterate_chunks(params, doses, times, popsim.SolverSettings())).outputs)
+    finally:
+        integrator.SMALL_BATCH = saved
+        integrator._SIMULATORS.clear()
+    for name in outs[0]:
+        np.testing.assert_allclose(outs[0][name], outs[1][name], rtol=2e-5, atol=1e-12, err_msg=name)

@@ -32,6 +32,23 @@ def _pow(x, exponent):
     return jnp.exp(exponent * jnp.log(jnp.maximum(x, 1e-30)))
 
 
+def _log(x):
+    """log x for x >= 0, floored at log 1e-30 (finite value and gradient at 0)."""
+    return jnp.log(jnp.maximum(x, 1e-30))
+
+
+def _hill_log(log_x, log_ec50, n):
+    """x^n / (x^n + ec50^n) from log x: the logistic of n (log x - log ec50). One
+    transcendental, saturates cleanly at 0 and 1, and its derivative reuses its value."""
+    return jax.nn.sigmoid(n * (log_x - log_ec50))
+
+
+def _michaelis(x, ec50):
+    """x / (x + ec50) for x >= 0 (a Hill function of coefficient 1, no power needed)."""
+    x = jnp.maximum(x, 0.0)
+    return x / (x + ec50)
+
+
 def _hill(x, ec50, n):
     """x^n / (x^n + ec50^n) for x >= 0."""
     xn = _pow(x / ec50, n)
@@ -70,15 +87,6 @@ def _leydig_output(lh_eff_iu_l, p: Params):
     return 1.0 + p["leydig_lh_max_fold"] * _hill(lh_eff_iu_l, p["leydig_lh_ec50_iu_l"], p["leydig_lh_hill"])
 
 
-def _support_terms(itt_rel, sertoli, p: Params, c: Params):
-    """Normalised ITT and FSH (Sertoli) support of spermatogenesis, 1 at baseline."""
-    h_t = _hill(itt_rel, p["itt_support_ec50"], p["itt_support_hill"]) / c["itt_support_base"]
-    h_f = _hill(sertoli, p["fsh_support_ec50"], p["fsh_support_hill"]) / c["fsh_support_base"]
-    w_t, w_f = p["support_weight_itt"], p["support_weight_fsh"]
-    w_tf = 1.0 - w_t - w_f  # both hormones together give full output
-    return w_t * h_t + w_f * h_f + w_tf * h_t * h_f
-
-
 def patient_constants(p: Params) -> dict[str, jnp.ndarray]:
     """Quantities that depend only on a patient's parameters, computed once per patient.
 
@@ -104,6 +112,27 @@ def patient_constants(p: Params) -> dict[str, jnp.ndarray]:
         "k_reserve_up_per_day": p["k_reserve_recovery_per_day"] * _age_factor(p["reserve_recovery_decline_per_year"], age),
         "k_transit_per_day": N_GERM / p["spermatogenesis_days"],
         "death_at_baseline": _inhibition(1.0, death_ec, _DEATH_HILL),
+        # Logarithms and reciprocals of per-patient constants used by the vector field
+        # (hoisted so the inner loop takes one log per varying quantity and no divisions
+        # by constants).
+        "log_ic50_free_t_rel": jnp.log(p["ic50_free_t_pmol_l"]) - jnp.log(ft_base),
+        "log_ic50_e2_rel": jnp.log(p["ic50_e2_pg_ml"]) - jnp.log(p["e2_base_pg_ml"]),
+        "log_leydig_lh_ec50": jnp.log(p["leydig_lh_ec50_iu_l"]),
+        "log_itt_support_ec50_abs": jnp.log(p["itt_support_ec50"] * p["itt_serum_ratio"] * p["t_base_nmol_l"]),
+        "log_fsh_support_ec50": jnp.log(p["fsh_support_ec50"]),
+        "log_t_base": jnp.log(p["t_base_nmol_l"]),
+        "log_gonadorelin_sustained_ec50": jnp.log(p["gonadorelin_sustained_ec50_ug_day"]),
+        "inv_drive_base": 1.0 / (_inhibition(ft_base, p["ic50_free_t_pmol_l"], p["hill_free_t"])
+                                 * _inhibition(p["e2_base_pg_ml"], p["ic50_e2_pg_ml"], p["hill_e2"])),
+        "inv_leydig_output_base": 1.0 / _leydig_output(p["lh_base_iu_l"], p),
+        "inv_free_t_base": 1.0 / ft_base,
+        "inv_e2_base": 1.0 / p["e2_base_pg_ml"],
+        "inv_lh_base": 1.0 / p["lh_base_iu_l"],
+        "inv_fsh_base": 1.0 / p["fsh_base_iu_l"],
+        "inv_t_base": 1.0 / p["t_base_nmol_l"],
+        "release_to_nmol_l": 1e6 / TESTOSTERONE_G_PER_MOL / p["cl_testosterone_l_day"],
+        "support_norm_itt": 1.0 / _hill(1.0, p["itt_support_ec50"], p["itt_support_hill"]),
+        "support_norm_fsh": 1.0 / _hill(1.0, p["fsh_support_ec50"], p["fsh_support_hill"]),
     }
 
 
@@ -119,45 +148,60 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
     Returns:
         Hormones in canonical units plus intermediate signals used by the vector field.
     """
+    return _hormones(y, exposure, p, c)[0]
+
+
+def _hormones(y, exposure, p: Params, c: Params):
+    """hormones() plus the logarithms the vector field reuses.
+
+    Power laws are written as exp(e log x) and Hill functions as logistic(n (log x -
+    log ec50)), with each varying quantity's logarithm taken once and the constants'
+    logarithms hoisted into patient_constants: the same functions as the textbook forms
+    (docs/model.md), about half the transcendental operations, and each intermediate
+    used once, which lets XLA fuse the field into fewer kernels.
+    """
     y = jnp.maximum(y, 0.0)
     t_base, e2_base = p["t_base_nmol_l"], p["e2_base_pg_ml"]
     shbg_base = p["shbg_base_nmol_l"]
-    ft_base = c["free_t_base_pmol_l"]
 
     # Hypothalamus: absolute androgen and estrogen feedback, normalised to the man's own
     # baseline so that G = 1 untreated (Pitteloud 2008: two separate feedbacks).
-    x_t = y[S.FEEDBACK_ANDROGEN] * ft_base
-    x_e = y[S.FEEDBACK_ESTROGEN] * e2_base
-    drive_endogenous = (_inhibition(x_t, p["ic50_free_t_pmol_l"], p["hill_free_t"])
-                        * _inhibition(x_e, p["ic50_e2_pg_ml"], p["hill_e2"])) / c["drive_base"]
-    drive = drive_endogenous
+    # 1 / (1 + (x/ic50)^n) with x = state * baseline.
+    inhibit_t = jax.nn.sigmoid(p["hill_free_t"] * (c["log_ic50_free_t_rel"] - _log(y[S.FEEDBACK_ANDROGEN])))
+    inhibit_e = jax.nn.sigmoid(p["hill_e2"] * (c["log_ic50_e2_rel"] - _log(y[S.FEEDBACK_ESTROGEN])))
+    drive = inhibit_t * inhibit_e * c["inv_drive_base"]
     if exposure["gonadorelin_effect_ug"] is not None:
-        drive = drive + p["gonadorelin_max_drive"] * _hill(exposure["gonadorelin_effect_ug"], p["gonadorelin_ec50_ug"], 1.0)
+        drive = drive + p["gonadorelin_max_drive"] * _michaelis(exposure["gonadorelin_effect_ug"], p["gonadorelin_ec50_ug"])
     stimulation = y[S.GNRH_RESPONSIVENESS] * drive
+    log_stimulation = _log(stimulation)
 
     # Pituitary: LH and FSH from GnRH stimulation and gonadotroph reserve; FSH also
     # restrained by inhibin B.
     germ = y[S.GERM_FIRST:S.GERM_LAST + 1]
     germ_content = jnp.mean(germ[S.N_GERM_STAGES // 3:])  # spermatocytes and spermatids
-    inhibin_rel = _pow(y[S.SERTOLI_FUNCTION], p["inhibin_sertoli_exponent"]) * (
-        1.0 - p["inhibin_germ_weight"] + p["inhibin_germ_weight"] * germ_content)
-    inhibin_rel = jnp.maximum(inhibin_rel, 1e-3)
-    lh = p["lh_base_iu_l"] * y[S.PITUITARY_RESERVE] * _pow(stimulation, p["lh_gnrh_exponent"])
-    fsh_endogenous = (p["fsh_base_iu_l"] * y[S.PITUITARY_RESERVE] * _pow(stimulation, p["fsh_gnrh_exponent"])
-                      * _pow(inhibin_rel, -p["fsh_inhibin_exponent"]))
+    log_sertoli = _log(y[S.SERTOLI_FUNCTION])
+    w_germ = p["inhibin_germ_weight"]
+    log_inhibin_rel = jnp.maximum(p["inhibin_sertoli_exponent"] * log_sertoli
+                                  + jnp.log(1.0 - w_germ + w_germ * germ_content), jnp.log(1e-3))
+    reserve = y[S.PITUITARY_RESERVE]
+    lh = p["lh_base_iu_l"] * reserve * jnp.exp(p["lh_gnrh_exponent"] * log_stimulation)
+    fsh_endogenous = p["fsh_base_iu_l"] * reserve * jnp.exp(p["fsh_gnrh_exponent"] * log_stimulation
+                                                            - p["fsh_inhibin_exponent"] * log_inhibin_rel)
     fsh = fsh_endogenous if exposure["fsh_exogenous_iu_l"] is None else fsh_endogenous + exposure["fsh_exogenous_iu_l"]
 
     # Leydig cells: T production from LH (+ hCG at the LH receptor) times capacity.
     lh_effective = lh if exposure["hcg_iu_l"] is None else lh + p["hcg_lh_equivalence"] * exposure["hcg_iu_l"]
-    production_rel = y[S.LEYDIG_CAPACITY] * _leydig_output(lh_effective, p) / c["leydig_output_base"]
+    leydig_output = 1.0 + p["leydig_lh_max_fold"] * _hill_log(_log(lh_effective), c["log_leydig_lh_ec50"],
+                                                              p["leydig_lh_hill"])
+    production_rel = y[S.LEYDIG_CAPACITY] * leydig_output * c["inv_leydig_output_base"]
     shbg_rel = jnp.maximum(y[S.SHBG], 1e-3)
-    clearance_rel = _pow(shbg_rel, -p["shbg_clearance_exponent"])
-    t_endogenous = t_base * production_rel / clearance_rel
+    # 1 / clearance_rel = shbg_rel ** shbg_clearance_exponent
+    inverse_clearance = jnp.exp(p["shbg_clearance_exponent"] * jnp.log(shbg_rel))
+    t_endogenous = t_base * production_rel * inverse_clearance
     if exposure["testosterone_release_mg_day"] is None:
         t_exogenous = jnp.zeros_like(t_endogenous)
     else:
-        release_nmol_day = exposure["testosterone_release_mg_day"] * 1e6 / TESTOSTERONE_G_PER_MOL
-        t_exogenous = release_nmol_day / (p["cl_testosterone_l_day"] * clearance_rel)
+        t_exogenous = exposure["testosterone_release_mg_day"] * c["release_to_nmol_l"] * inverse_clearance
     total_t = t_endogenous + t_exogenous
     shbg = shbg_base * shbg_rel
     free_t = free_testosterone_pmol_l(total_t, shbg, p)
@@ -167,9 +211,9 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
     itt = (itt_base - p["itt_diffusion_ratio"] * t_base) * production_rel + p["itt_diffusion_ratio"] * total_t
 
     # Estradiol: aromatisation of total T, inhibited by anastrozole.
-    e2 = e2_base * (total_t / t_base)
+    e2 = e2_base * (total_t * c["inv_t_base"])
     if exposure["anastrozole_ng_ml"] is not None:
-        e2 = e2 * (1.0 - p["anastrozole_imax"] * _hill(exposure["anastrozole_ng_ml"], p["anastrozole_ic50_ng_ml"], 1.0))
+        e2 = e2 * (1.0 - p["anastrozole_imax"] * _michaelis(exposure["anastrozole_ng_ml"], p["anastrozole_ic50_ng_ml"]))
 
     # Estrogen-receptor signal at the hypothalamus: SERMs compete with E2 (Gaddum);
     # zuclomiphene adds a weak agonism.
@@ -183,8 +227,12 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
         agonism = p["zuclomiphene_agonism_pg_ml_per_ng_ml"] * exposure["zuclomiphene_ng_ml"]
     estrogen_signal = (e2 + agonism) / occupancy_divisor
 
-    support = _support_terms(itt / itt_base, y[S.SERTOLI_FUNCTION], p, c)
-    return {
+    # Spermatogenic support: normalised ITT and FSH (Sertoli) support, 1 at baseline.
+    h_t = _hill_log(_log(itt), c["log_itt_support_ec50_abs"], p["itt_support_hill"]) * c["support_norm_itt"]
+    h_f = _hill_log(log_sertoli, c["log_fsh_support_ec50"], p["fsh_support_hill"]) * c["support_norm_fsh"]
+    w_t, w_f = p["support_weight_itt"], p["support_weight_fsh"]
+    support = w_t * h_t + w_f * h_f + (1.0 - w_t - w_f) * h_t * h_f
+    out = {
         "total_testosterone_nmol_l": total_t,
         "exogenous_testosterone_nmol_l": t_exogenous,
         "free_testosterone_pmol_l": free_t,
@@ -193,13 +241,14 @@ def hormones(y, exposure: Mapping[str, jnp.ndarray], p: Params, c: Params) -> di
         "fsh_iu_l": fsh,
         "estradiol_pg_ml": e2,
         "estrogen_signal_pg_ml": estrogen_signal,
-        "inhibin_b_pg_ml": p["inhibin_b_base_pg_ml"] * inhibin_rel,
+        "inhibin_b_pg_ml": p["inhibin_b_base_pg_ml"] * jnp.exp(log_inhibin_rel),
         "shbg_nmol_l": shbg,
         "itt_nmol_l": itt,
         "gnrh_stimulation": stimulation,
         "spermatogenic_support": support,
         "sperm_concentration_m_ml": p["sperm_base_m_ml"] * y[S.EPIDIDYMAL_SPERM],
     }
+    return out, {"log_gnrh_stimulation": log_stimulation}
 
 
 # Reported slow states (normalised, 1 = the man's own baseline).
@@ -225,26 +274,26 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
         p: parameters of the patient.
         c: ``patient_constants(p)``.
     """
-    h = hormones(y, exposure, p, c)
+    h, logs = _hormones(y, exposure, p, c)
     y = jnp.maximum(y, 0.0)
     k_fb = p["k_feedback_per_day"]
-    d_feedback_androgen = k_fb * (h["free_testosterone_pmol_l"] / c["free_t_base_pmol_l"] - y[S.FEEDBACK_ANDROGEN])
-    d_feedback_estrogen = k_fb * (h["estrogen_signal_pg_ml"] / p["e2_base_pg_ml"] - y[S.FEEDBACK_ESTROGEN])
+    d_feedback_androgen = k_fb * (h["free_testosterone_pmol_l"] * c["inv_free_t_base"] - y[S.FEEDBACK_ANDROGEN])
+    d_feedback_estrogen = k_fb * (h["estrogen_signal_pg_ml"] * c["inv_e2_base"] - y[S.FEEDBACK_ESTROGEN])
 
-    reserve_target = _pow(jnp.maximum(h["gnrh_stimulation"], 0.0), p["pituitary_reserve_exponent"])
+    reserve_target = jnp.exp(p["pituitary_reserve_exponent"] * logs["log_gnrh_stimulation"])
     d_reserve = p["k_pituitary_reserve_per_day"] * (reserve_target - y[S.PITUITARY_RESERVE])
 
     d_responsiveness = p["k_gnrh_resensitisation_per_day"] * (1.0 - y[S.GNRH_RESPONSIVENESS])
     if gonadorelin_sustained_ug_day is not None:
-        desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill(
-            gonadorelin_sustained_ug_day, p["gonadorelin_sustained_ec50_ug_day"], p["gonadorelin_sustained_hill"])
+        desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill_log(
+            _log(gonadorelin_sustained_ug_day), c["log_gonadorelin_sustained_ec50"], p["gonadorelin_sustained_hill"])
         d_responsiveness = d_responsiveness - desensitisation * y[S.GNRH_RESPONSIVENESS]
 
     # Leydig capacity: target rises with LH stimulation from a floor to an age-limited
     # maximum, normalised so that the target is 1 at the man's baseline LH; atrophy and
     # regrowth have their own rates (smooth switch keeps the field differentiable).
     floor = p["leydig_floor"]
-    stim = h["lh_effective_iu_l"] / p["lh_base_iu_l"]
+    stim = h["lh_effective_iu_l"] * c["inv_lh_base"]
     leydig_target = floor + (c["leydig_max_capacity"] - floor) * stim / (c["leydig_half_stimulus"] + stim)
     leydig = y[S.LEYDIG_CAPACITY]
     k_up = c["k_leydig_up_per_day"]
@@ -254,10 +303,11 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
 
     # Androgens lower hepatic SHBG; below a quarter of baseline T the target stops rising
     # (SHBG rises only modestly after castration).
-    shbg_target = _pow(jnp.maximum(h["total_testosterone_nmol_l"] / p["t_base_nmol_l"], 0.25), -p["shbg_androgen_exponent"])
+    shbg_target = jnp.exp(-p["shbg_androgen_exponent"] * jnp.maximum(_log(h["total_testosterone_nmol_l"]) - c["log_t_base"],
+                                                                      jnp.log(0.25)))
     d_shbg = p["k_shbg_per_day"] * (shbg_target - y[S.SHBG])
 
-    fsh_rel = h["fsh_iu_l"] / p["fsh_base_iu_l"]
+    fsh_rel = h["fsh_iu_l"] * c["inv_fsh_base"]
     ec = p["sertoli_fsh_ec50"]
     sertoli_target = (1.0 + ec) * fsh_rel / (ec + fsh_rel)
     d_sertoli = p["k_sertoli_per_day"] * (sertoli_target - y[S.SERTOLI_FUNCTION])

@@ -22,6 +22,10 @@ _GONADORELIN = SPECIES_INDEX["gonadorelin"]
 # Where a step with a dose at its start is split: the absorption transient right after
 # a dose is the hardest part for RK4 (docs/accuracy.md measured 0.5, 0.35, 0.25, 0.2).
 SPLIT_FRACTION = 0.25
+# Largest batch (patients in one compiled call) that evaluates the PK of a step's six
+# stage times as one batched computation (faster for small batches such as gradients
+# in calibration; slower for large ones). Both forms give the same results.
+SMALL_BATCH = 128
 # Plausible range of the normalised physiological states (baseline 1).
 STATE_LOWER_BOUND, STATE_UPPER_BOUND = -0.1, 1e3
 
@@ -135,7 +139,8 @@ def _gonadorelin_sustained(doses: _Doses, scale, t, p, column: int):
     return jnp.sum(jnp.where(active, rate, 0.0))
 
 
-def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uniform: bool):
+def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uniform: bool,
+                            batched_stages: bool = False):
     # Dose-time coincidence tolerance, days: float32 resolves ~1e-4 d at t ~ 5 years.
     tol = 2e-4 if dtype == jnp.float32 else 1e-9
 
@@ -159,6 +164,13 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             exposure = pk.exposures(a2, rates, species)
             sustained = _gonadorelin_sustained(doses, scale, t, p, gonadorelin_column) if gonadorelin_column is not None else None
             return hpg.vector_field(y, exposure, sustained, p, c)
+
+        # Reverse mode: save only the inputs of each vector-field evaluation and recompute
+        # its intermediates in the backward pass. Saving every intermediate (JAX's default)
+        # stores hundreds of small arrays per step, each a separate kernel on CPU; this
+        # halves the time of a gradient (docs/performance.md) and does not touch the
+        # forward pass or forward-mode derivatives.
+        rhs = jax.checkpoint(rhs)
 
         def observe(y, a2):
             out = hpg.observables(y, pk.exposures(a2, rates, species), p, c)
@@ -199,24 +211,40 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             dose_at_start = jnp.any((first_offset <= tol) & (first_index < end_index))
             split = jnp.where(split < h, split, jnp.where(dose_at_start, SPLIT_FRACTION * h, 0.5 * h))
 
-            def at(u, strict):
-                return pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset, u, strict)
+            # The two RK4 substeps need the PK at six stage times: 0, split/2, split (pre-dose
+            # end of the first substep), split (start of the second), (split+h)/2 and h
+            # (pre-dose), the last also for the carry.
+            zero = jnp.zeros_like(h)
+            if batched_stages:
+                # Small batches: one batched closed-form evaluation of all six; XLA then
+                # emits a few kernels for the PK instead of copying the dose-window
+                # arithmetic into most kernels of the field (per-kernel overhead dominates
+                # when a kernel touches only tens of patients).
+                stage_times = jnp.stack([zero, 0.5 * split, split, split, 0.5 * (split + h), h])
+                stage_strict = jnp.asarray([False, False, True, False, False, True])
+                a1s, a2s = jax.vmap(lambda u, s: pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset,
+                                                       u, s))(stage_times, stage_strict)
+                stages = [a2s[k] for k in range(6)]
+                a1, a2 = a1s[5], a2s[5]
+            else:
+                # Large batches: one evaluation per stage time (the batched form's strided
+                # layout costs more than it saves once arithmetic dominates).
+                at = lambda u, s: pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset, u, s)  # noqa: E731
+                a1, a2 = at(h, True)
+                stages = [at(zero, False)[1], at(0.5 * split, False)[1], at(split, True)[1],
+                          at(split, False)[1], at(0.5 * (split + h), False)[1], a2]
 
-            def rk4(y, u0, u1):
+            def rk4(y, u0, u1, a2a, a2m, a2b):
                 dt = u1 - u0
                 um = 0.5 * (u0 + u1)
-                _, a2a = at(u0, False)
-                _, a2m = at(um, False)
-                _, a2b = at(u1, True)
                 k1 = rhs(y, a2a, t0 + u0, scale)
                 k2 = rhs(y + 0.5 * dt * k1, a2m, t0 + um, scale)
                 k3 = rhs(y + 0.5 * dt * k2, a2m, t0 + um, scale)
                 k4 = rhs(y + dt * k3, a2b, t0 + u1, scale)
                 return y + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
-            y = rk4(y, jnp.zeros_like(h), split)
-            y = rk4(y, split, h)
-            a1, a2 = at(h, True)
+            y = rk4(y, zero, split, *stages[:3])
+            y = rk4(y, split, h, *stages[3:])
             return (y, a1, a2, scale)
 
         def interval_body(carry, xs):
@@ -287,7 +315,9 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
     cache_key = (precision, species, max_steps, bool(uniform))
     if cache_key not in _SIMULATORS:
         dtype = jnp.float32 if precision == "float32" else jnp.float64
-        one = _make_patient_simulator(dtype, species, max_steps, bool(uniform))
+        # Two formulations of the stage PK (same formulas, see step()); the batch size is
+        # static under jit, so each traced shape picks one (built on first use).
+        variants: dict = {}
         column = {s: j for j, s in enumerate(species)}
         lookup = jnp.asarray([column.get(s, -1) for s in range(N_SPECIES)], jnp.int32)
 
@@ -300,6 +330,10 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
             r = Rules(rules.observable, rules.sign.astype(dtype), rules.threshold.astype(dtype),
                       rules.first_check_day.astype(dtype), rules.every_days.astype(dtype), rules.n_checks,
                       rules.target_entry, rules.factor.astype(dtype), rules.max_scale.astype(dtype))
+            batched = doses.n_doses.shape[0] <= SMALL_BATCH
+            if batched not in variants:
+                variants[batched] = _make_patient_simulator(dtype, species, max_steps, bool(uniform), batched)
+            one = variants[batched]
             return jax.vmap(one, in_axes=(0, 0, None, 0, 0))(params, d, g, scale0.astype(dtype), r)
 
         _SIMULATORS[cache_key] = jax.jit(run)
