@@ -79,12 +79,29 @@ def test_prediction_is_the_forward_simulation_at_the_observation_times(small_dat
 
 
 def test_shipped_example_is_what_the_generator_makes():
+    """The shipped CSV and truth are what the generator makes with today's model (values
+    within 0.5 %: float32 round-off differs between CPUs); regenerate with
+    ``python -m popsim.calibration.synthetic --write`` after a model change."""
+    import io
+
+    import pandas as pd
+
     text, truth = generate()
-    assert EXAMPLE_CSV.read_text() == text, "regenerate with: python -m popsim.calibration.synthetic --write"
-    assert yaml.safe_load(EXAMPLE_TRUTH.read_text()) == yaml.safe_load(yaml.safe_dump(truth, sort_keys=False))
+    shipped = pd.read_csv(EXAMPLE_CSV, comment="#")
+    fresh = pd.read_csv(io.StringIO(text), comment="#")
+    hint = "regenerate with: python -m popsim.calibration.synthetic --write"
+    assert list(shipped.columns) == list(fresh.columns) and len(shipped) == len(fresh), hint
+    doses = shipped["EVID"] == 1
+    pd.testing.assert_frame_equal(shipped[doses].reset_index(drop=True), fresh[doses].reset_index(drop=True))
+    observed = ~doses
+    np.testing.assert_allclose(shipped.loc[observed, "DV"].astype(float), fresh.loc[observed, "DV"].astype(float),
+                               rtol=5e-3, err_msg=hint)
+    assert (shipped.loc[observed, "CENS"] != fresh.loc[observed, "CENS"]).sum() <= 1, hint
+    shipped_truth = yaml.safe_load(EXAMPLE_TRUTH.read_text())
+    assert shipped_truth["theta_pop"] == truth["theta_pop"] and shipped_truth["omega"] == truth["omega"]
     data = read_lab_data(EXAMPLE_CSV)
     assert data.n_patients == truth["design"]["n_patients"]
-    assert data.observations.censored.sum() == sum(truth["n_censored"].values()) > 0
+    assert data.observations.censored.sum() == sum(shipped_truth["n_censored"].values()) > 0
 
 
 def test_spec_and_settings_errors_name_the_field():
@@ -188,19 +205,22 @@ def test_inference_data_round_trip_with_named_dims(small_data, tmp_path):
     assert result["n_observations"] == problem.n_observations and np.isfinite(result["elpd_loo"])
 
 
-def test_svi_recovers_the_population_truth_of_a_small_synthetic_set(small_data):
-    """A quick, real fit: SVI (AutoNormal) on 6 synthetic men; the true population values
-    of the well-identified parameters lie inside the 90 % intervals. The full NUTS check
-    on the shipped example is the slow test below."""
+def test_svi_recovers_each_mans_baselines_in_a_small_synthetic_set(small_data):
+    """A quick, real fit: SVI (AutoNormal) on 6 synthetic men. Each man's baseline total T
+    and sperm concentration (measured before TRT and again after recovery) must come back
+    within 25 % of his true value. The full NUTS check of population values and
+    coverage on the shipped example is the slow test below."""
     data, truth = small_data
-    spec = CalibrationSpec(dt_days=1.0)
-    settings = InferenceSettings(method="svi", svi_steps=400, svi_learning_rate=0.03, samples=400, progress_bar=False)
+    spec = CalibrationSpec(dt_days=0.5)  # coarse for speed; the truth was simulated at 4 h
+    settings = InferenceSettings(method="svi", svi_steps=300, svi_learning_rate=0.05, samples=200, progress_bar=False)
     result = calibrate(data, spec, settings)
-    draws = result.posterior.draws["theta_pop"].reshape(-1, len(spec.names))
-    lo, hi = np.percentile(draws, [5, 95], axis=0)
-    inside = [lo[k] <= truth["theta_pop"][name] <= hi[k] for k, name in enumerate(spec.names)]
-    assert sum(inside) >= 3, dict(zip(spec.names, zip(lo, hi)))
     assert np.all(np.isfinite(result.posterior.losses[-50:]))
+    theta = np.median(result.posterior.draws["theta"].reshape((-1,) + result.posterior.draws["theta"].shape[2:]), axis=0)
+    for name in ("t_base_nmol_l", "sperm_base_m_ml"):
+        k = spec.names.index(name)
+        true = np.array([truth["patients"][pid][name] for pid in result.problem.ids])
+        ratio = theta[:, k] / true
+        assert np.sum(np.abs(ratio - 1) < 0.25) >= 5, (name, ratio)
 
 
 @pytest.mark.slow
@@ -222,3 +242,33 @@ def test_nuts_recovers_the_truth_of_the_shipped_example():
         lo, hi = np.percentile(flat, [5, 95], axis=0)
         covered += sum(lo[k] <= truth[site][n] <= hi[k] for k, n in enumerate(names))
     assert covered >= 6, covered
+
+
+@pytest.mark.slow
+def test_simulation_based_calibration_ranks_are_roughly_uniform(tmp_path):
+    """Small SBC (Talts et al. 2018): data sets simulated from the prior, each fitted with
+    NUTS; the rank of the true population value among the posterior draws must be
+    roughly uniform (chi-square over 4 bins, pooled over parameters, p > 0.001)."""
+    from popsim.calibration.spec import DEFAULT_ESTIMATED, DEFAULT_RESIDUALS
+
+    rng = np.random.default_rng(11)
+    spec = CalibrationSpec()
+    settings = InferenceSettings(chains=1, chain_method="sequential", warmup=100, samples=99, init_steps=100,
+                                 progress_bar=False)
+    prior_sigma = {r.analyte: r.sigma_prior for r in DEFAULT_RESIDUALS}
+    ranks = []
+    for replicate in range(12):
+        population = {e.name: (float(np.exp(np.log(popsim.default_parameters()[e.name]) + e.prior_log_sd * rng.standard_normal())),
+                               float(abs(e.omega_prior * rng.standard_normal())) + 1e-3) for e in DEFAULT_ESTIMATED}
+        sigma = {a: float(abs(prior_sigma[a] * rng.standard_normal())) + 1e-3
+                 for a in ("total_testosterone", "lh", "fsh", "sperm_concentration")}
+        text, truth = generate(SyntheticDesign(n_patients=4, trt_years=(1, 1), follow_up_months=6, seed=100 + replicate),
+                               population, sigma)
+        path = tmp_path / f"sbc_{replicate}.csv"
+        path.write_text(text)
+        result = calibrate(read_lab_data(path), spec, settings)
+        draws = result.posterior.draws["theta_pop"].reshape(-1, len(spec.names))
+        for k, name in enumerate(spec.names):
+            ranks.append(int(np.sum(draws[:, k] < truth["theta_pop"][name])))
+    counts = np.histogram(ranks, bins=4, range=(0, 100))[0]
+    assert stats.chisquare(counts).pvalue > 0.001, counts

@@ -106,7 +106,7 @@ class CalibrationSpec:
 
     estimated: tuple[EstimatedParameter, ...] = DEFAULT_ESTIMATED
     residuals: tuple[ResidualModel, ...] = DEFAULT_RESIDUALS
-    dt_days: float = 1.0
+    dt_days: float = 0.25
     output_step_days: float = 1.0
     sperm_floor_m_ml: float = 0.01
     precision: str = "float32"

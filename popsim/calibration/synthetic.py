@@ -117,20 +117,30 @@ def _design_rows(design: SyntheticDesign, rng: np.random.Generator) -> tuple[pd.
     return pd.DataFrame(rows, columns=columns), info
 
 
-def generate(design: SyntheticDesign = SyntheticDesign()) -> tuple[str, dict]:
-    """The CSV text of a synthetic data set and its truth (a YAML-ready dict)."""
+def generate(design: SyntheticDesign = SyntheticDesign(), population: dict | None = None,
+             sigma_by_analyte: dict | None = None) -> tuple[str, dict]:
+    """The CSV text of a synthetic data set and its truth (a YAML-ready dict).
+
+    Args:
+        design: size, schedule and seed.
+        population: ``{parameter: (theta_pop, omega)}`` for the default estimated
+            parameters (default TRUE_POPULATION).
+        sigma_by_analyte: log-scale residual sd per analyte (default TRUE_SIGMA).
+    """
     import jax.numpy as jnp
 
+    population = dict(TRUE_POPULATION if population is None else population)
+    true_sigma = dict(TRUE_SIGMA if sigma_by_analyte is None else sigma_by_analyte)
     rng = np.random.default_rng(design.seed)
     frame, info = _design_rows(design, rng)
     template = read_lab_data(frame)
     accurate = CalibrationSpec(dt_days=1.0 / 6.0, output_step_days=1.0)
     problem = build_problem(template, accurate)
     names = list(problem.estimated)
-    if names != list(TRUE_POPULATION):
-        raise ValueError(f"the default estimated parameters {names} differ from TRUE_POPULATION {list(TRUE_POPULATION)}")
-    theta_pop = np.array([TRUE_POPULATION[k][0] for k in names])
-    omega = np.array([TRUE_POPULATION[k][1] for k in names])
+    if names != list(population):
+        raise ValueError(f"the default estimated parameters {names} differ from the true population {list(population)}")
+    theta_pop = np.array([population[k][0] for k in names])
+    omega = np.array([population[k][1] for k in names])
     eta = rng.standard_normal((problem.n_patients, len(names)))
     theta = theta_pop * problem.covariate_factor * np.exp(omega * eta)
     prediction, failed = make_predictor(problem, accurate)(jnp.asarray(theta))
@@ -140,7 +150,7 @@ def generate(design: SyntheticDesign = SyntheticDesign()) -> tuple[str, dict]:
 
     o = problem.observations
     analyte = np.array(problem.analytes)[o.analyte]
-    sigma = np.array([TRUE_SIGMA[a] for a in analyte])
+    sigma = np.array([true_sigma[a] for a in analyte])
     value = np.maximum(prediction, 1e-6) * np.exp(sigma * rng.standard_normal(prediction.shape))
     lloq = np.array([LLOQ.get(a, 0.0) for a in analyte])
     censored = value < lloq
@@ -160,7 +170,7 @@ def generate(design: SyntheticDesign = SyntheticDesign()) -> tuple[str, dict]:
                    "simulation_step_days": accurate.dt_days},
         "theta_pop": {k: float(v) for k, v in zip(names, theta_pop)},
         "omega": {k: float(v) for k, v in zip(names, omega)},
-        "sigma": dict(TRUE_SIGMA),
+        "sigma": dict(true_sigma),
         "lloq": dict(LLOQ),
         "n_observations": int(observed.sum()),
         "n_censored": {a: int(censored[analyte == a].sum()) for a in problem.analytes},
