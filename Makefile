@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow bench bench-quick docs lint-imports clean
+.PHONY: run test test-slow bench bench-quick bench-gradient docs lint-imports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+bench-gradient: $(STAMP)
+	$(BIN)/python benchmarks/bench_gradient.py --dt 1/6 --dt 1/2
 
 docs: $(STAMP)
 	$(BIN)/python -m popsim.model.docs --write docs/model.md

@@ -356,15 +356,11 @@ def peer_scipy(cfg) -> dict:
 
 # ----------------------------------------------------------------------------- scaling
 
-def _compressed(times: np.ndarray) -> np.ndarray:
-    """Same number of output times over ~1/100 of the span: the same compiled program, ~1 step
-    per interval (a cheap warm-up that compiles exactly what the timed run uses)."""
-    return np.asarray(times, float) * 1e-3
-
-
 def peer_scaling_popsim(cfg) -> dict:
-    """popsim throughput vs population size and vs simulated years (compile excluded by a
-    same-shape warm-up on a compressed time grid)."""
+    """popsim throughput vs population size and vs simulated years. Compile time is excluded
+    by a warm-up on the first chunk of the same cohort over the same output times: the
+    compiled program depends on the padded chunk size, the number of output times and the
+    steps per output interval, and every chunk of a population is padded to one size."""
     import jax
 
     import popsim
@@ -381,8 +377,10 @@ def peer_scaling_popsim(cfg) -> dict:
             h = bc.horizon(years)
             times = bc.output_times(h)
             _, doses, params, _ = bc.build_cohort(range(int(n)), h)
+            first = min(int(n), chunk)
             start = _now()
-            _popsim_run(params, doses, _compressed(times), settings, bc.TIMED_OBSERVABLES, species)
+            _popsim_run({k: v[:first] for k, v in params.items()}, type(doses)(*(a[:first] for a in doses)),
+                        times, settings, bc.TIMED_OBSERVABLES, species)
             warm = _now() - start
             start = _now()
             _popsim_run(params, doses, times, settings, bc.TIMED_OBSERVABLES, species)
@@ -391,6 +389,7 @@ def peer_scaling_popsim(cfg) -> dict:
                              "patient_years_per_s": n * h.years / seconds}
         rows.append({"sweep": kind, **measured[key]})
     return {"label": f"popsim scaling ({len(jax.devices())} device(s), chunk_size {chunk})", "rows": rows,
+            "warmup": "first chunk of the same cohort over the same output times (same compiled program)",
             "devices": _jax_devices()}
 
 
@@ -415,72 +414,16 @@ def peer_study_memory(cfg) -> dict:
 
 
 def peer_gradient(cfg) -> dict:
-    """Time of one gradient of a simple log-density through
-    popsim.solve.integrator.population_simulator (float32, CPU): 40 patients x 3 years,
-    weekly LH and total T vs fixed data, gradient w.r.t. log-multipliers of 3 parameters."""
-    import jax
-    import jax.numpy as jnp
+    """Small-batch gradient latency (bench_gradient.py): one reverse-mode gradient of a
+    log-density for 40 patients x 3 years through population_simulator, at each step in
+    ``cfg["dts"]``, against the 50 ms target; forward log-density and forward-mode gradient
+    for comparison."""
+    import bench_gradient
 
-    from popsim.dosing.table import DoseTable
-    from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
-
-    n, years = int(cfg.get("n_patients", 40)), float(cfg.get("years", 3.0))
-    h = bc.horizon(years)
-    times = np.arange(0.0, h.days, 7.0)
-    _, doses, params, _ = bc.build_cohort(range(n), h)
-    species = bc.cohort_species()
-    plan = plan_output_grid(times, popsim.SolverSettings().dt_days)
-    sim = population_simulator("float32", species, int(plan.n_steps.max()),
-                               uniform=bool(np.all(plan.n_steps == plan.n_steps.max())))
-    grid = OutputGrid(*(jnp.asarray(a) for a in plan))
-    dj = DoseTable(*(jnp.asarray(a) for a in doses))
-    pj = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    width = doses.species.shape[1]
-    z, zi = jnp.zeros((n, 0), jnp.float32), jnp.zeros((n, 0), jnp.int32)
-    rules = Rules(zi, z, z, z, z, zi, zi, z, z)
-    scale = jnp.ones((n, width), jnp.float32)
-    names = ("ic50_free_t_pmol_l", "k_leydig_regrowth_per_day", "k_pituitary_reserve_per_day")
-
-    def simulate(theta):
-        q = dict(pj)
-        for k, name in enumerate(names):
-            q[name] = pj[name] * jnp.exp(theta[k])
-        out, _, _ = sim(q, dj, grid, scale, rules)
-        return jnp.log(out["lh_iu_l"] + 1e-3), jnp.log(out["total_testosterone_nmol_l"] + 1e-3)
-
-    data_lh, data_t = jax.jit(simulate)(jnp.zeros(3))
-    data_lh, data_t = data_lh + 0.05, data_t - 0.05  # fixed "observed" data
-
-    def log_density(theta):
-        lh, t = simulate(theta)
-        return -jnp.sum((lh - data_lh) ** 2) - jnp.sum((t - data_t) ** 2)
-
-    theta = jnp.asarray([0.1, -0.1, 0.05], jnp.float32)
-    result = {"n_patients": n, "years": h.years, "weekly_times": int(times.size), "parameters": list(names),
-              "precision": "float32", "devices": _jax_devices()}
-    mode, grad_fn = "reverse (jax.grad)", jax.jit(jax.grad(log_density))
-    start = _now()
-    try:
-        g = np.asarray(grad_fn(theta))
-    except Exception as exc:  # noqa: BLE001 - reported as a finding
-        result["reverse_mode_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-        mode, grad_fn = "forward (jax.jacfwd, 3 tangents)", jax.jit(jax.jacfwd(log_density))
-        start = _now()
-        g = np.asarray(grad_fn(theta))
-    first = _now() - start
-    run_s = []
-    for _ in range(int(cfg.get("repeats", 3))):
-        start = _now()
-        np.asarray(grad_fn(theta))
-        run_s.append(_now() - start)
-    forward = jax.jit(log_density)
-    np.asarray(forward(theta))
-    start = _now()
-    np.asarray(forward(theta))
-    result.update(mode=mode, gradient=[float(x) for x in g], compile_s=max(first - min(run_s), 0.0),
-                  gradient_ms=1e3 * statistics.median(run_s), run_s=run_s,
-                  log_density_ms=1e3 * (_now() - start))
-    return result
+    rows = [bench_gradient.measure(float(dt), int(cfg.get("n_patients", 40)), int(cfg.get("repeats", 3)),
+                                   forward_mode=bool(cfg.get("forward_mode", True)))
+            for dt in cfg.get("dts", [1.0 / 6.0])]
+    return {"rows": rows, "target_ms": bench_gradient.TARGET_MS, "devices": _jax_devices()}
 
 
 PEERS = {

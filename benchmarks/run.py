@@ -55,9 +55,21 @@ MODES = {
     "full": {"years": 7.0, "popsim_patients": 576, "numba_patients": 144, "diffrax_patients": 45,
              "repeats": 2, "peer_repeats": 2, "timeout_s": 600},
 }
-SCALING = {"sizes": [100, 1000, 10000], "size_years": 1.0, "years_patients": 100, "years_list": [1.0, 3.0, 7.0],
-           "chunk_size": 1000}
-STUDY_MEMORY = {"sizes": [256, 1024, 4096], "chunk_size": 256, "trt_days": 91.3125, "horizon_days": 182.625}
+# Scaling section per mode: throughput vs population size (1 simulated year) and vs simulated
+# years, and peak memory of an outcome-only streaming study vs population size. The full
+# run stops at 1e5 patients: 1e6 patient-years take ~20-25 min on 2 cores (more than the
+# whole 15-min budget); run the scaling peer alone with larger "sizes" for that.
+SCALING = {
+    "quick": {"sizes": [100, 1000], "size_years": 1.0, "years_patients": 100, "years_list": [1.0, 3.0],
+              "chunk_size": 1000},
+    "full": {"sizes": [100, 1000, 10000, 100000], "size_years": 1.0, "years_patients": 100,
+             "years_list": [1.0, 3.0, 7.0], "chunk_size": 4096},
+}
+STUDY_MEMORY = {"quick": [256, 1024], "full": [256, 1024, 4096, 16384]}
+STUDY_SETTINGS = {"chunk_size": 256, "trt_days": 91.3125, "horizon_days": 182.625}
+# Small-batch gradient latency (bench_gradient.py): steps, repeats, forward-mode comparison.
+GRADIENT = {"quick": {"dts": [1.0 / 6.0], "repeats": 2, "forward_mode": False},
+            "full": {"dts": [1.0 / 6.0, 1.0 / 4.0, 1.0 / 2.0], "repeats": 3, "forward_mode": True}}
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -323,6 +335,8 @@ def markdown(report: dict) -> str:
             notes.append(f"- {name} port check: " + ", ".join(f"{k} {v:.1e}" for k, v in r["port_check"].items()))
     if notes:
         lines += ["Notes:", ""] + notes + [""]
+    if report.get("gradient"):
+        lines += _gradient_markdown(report["gradient"])
     if report.get("scaling"):
         lines += _scaling_markdown(report["scaling"])
     if report.get("problems"):
@@ -335,7 +349,7 @@ def _scaling_markdown(s: dict) -> list[str]:
     lines = ["## Scaling (popsim)", ""]
     sc = s.get("throughput")
     if sc and "rows" in sc:
-        lines += [f"{sc['label']}; compile excluded by a same-shape warm-up.", "",
+        lines += [f"{sc['label']}; compile excluded by a warm-up on the first chunk (same compiled program).", "",
                   "| sweep | patients | years | run s | patient-years/s |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {r['sweep']} | {r['n_patients']} | {r['years']:g} | {_fmt(r['seconds'])} | "
                   f"{_fmt(r['patient_years_per_s'])} |" for r in sc["rows"]]
@@ -345,24 +359,33 @@ def _scaling_markdown(s: dict) -> list[str]:
     mem = s.get("study_memory")
     if mem:
         lines += ["Outcome-only streaming study (`run_study`, n_trajectories=0, chunk "
-                  f"{STUDY_MEMORY['chunk_size']}, TRT {STUDY_MEMORY['trt_days']:g} d + {STUDY_MEMORY['horizon_days']:g} d "
-                  "follow-up):", "", "| patients | run s | peak RSS MB |", "|---:|---:|---:|"]
+                  f"{STUDY_SETTINGS['chunk_size']}, TRT {STUDY_SETTINGS['trt_days']:g} d + "
+                  f"{STUDY_SETTINGS['horizon_days']:g} d follow-up), each size in its own process:", "",
+                  "| patients | run s | peak RSS MB |", "|---:|---:|---:|"]
         lines += [f"| {r.get('n_patients')} | {_fmt(r.get('seconds'))} | {_fmt(r.get('peak_rss_mb'))} |"
                   if "error" not in r else f"| {r.get('n_patients', '?')} | ERROR {r['error'][:120]} | |" for r in mem]
         lines.append("")
-    g = s.get("gradient")
-    if g:
-        if "error" in g:
-            lines += [f"Small-batch gradient: ERROR {g['error']}", ""]
-        else:
-            lines += [f"Small batch: one gradient of a log-density (weekly log LH and log T vs fixed data, "
-                      f"{len(g['parameters'])} parameters) for {g['n_patients']} patients x {g['years']:g} y, "
-                      f"{g['precision']} on {g['devices'][0]['device_kind']}: **{g['gradient_ms']:.0f} ms** "
-                      f"({g['mode']}; forward log-density {g['log_density_ms']:.0f} ms; compile {g['compile_s']:.1f} s)."]
-            if g.get("reverse_mode_error"):
-                lines.append(f"jax.grad (reverse mode) fails: `{g['reverse_mode_error']}`")
-            lines.append("")
     return lines
+
+
+def _gradient_markdown(g: dict) -> list[str]:
+    lines = ["## Small-batch gradient latency (NUTS regime)", ""]
+    if "error" in g:
+        return lines + [f"ERROR {g['error']}", ""]
+    rows = g["rows"]
+    r0 = rows[0]
+    lines += [f"One `jax.value_and_grad` of a log-density (sum of log T, LH, sperm at {r0['n_outputs']} monthly "
+              f"outputs) w.r.t. {len(r0['parameters'])} per-patient log-parameters, {r0['n_patients']} patients x "
+              f"{r0['years']:g} y (enanthate 200 mg/7 d for {r0['trt_days']:g} d then off), {r0['precision']}, "
+              f"jitted through `population_simulator`, compile excluded (benchmarks/bench_gradient.py). "
+              f"Target: {g['target_ms']:g} ms.", "",
+              "| dt | steps / patient | forward ms | gradient ms | gradient / target | gradient / forward | "
+              "forward-mode gradient ms | gradient compile s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| 1/{1 / r['dt_days']:.3g} d | {r['steps_per_patient']} | {_fmt(r['forward_ms'])} | "
+                     f"{_fmt(r['gradient_ms'])} | {_fmt(r['gradient_over_target'])} | {_fmt(r['gradient_over_forward'])} | "
+                     f"{_fmt(r.get('forward_mode_ms'))} | {_fmt(r['gradient_compile_s'])} |")
+    return lines + [""]
 
 
 def _integrator_line(pattern: str) -> str:
@@ -380,13 +403,6 @@ def _integrator_line(pattern: str) -> str:
 
 def detect_problems(report: dict) -> list[str]:
     problems = []
-    g = (report.get("scaling") or {}).get("gradient") or {}
-    if g.get("reverse_mode_error"):
-        problems.append(f"{_integrator_line('fori_loop(0, n_steps')}: `jax.lax.fori_loop(0, n_steps, ...)` with "
-                        "n_steps a traced value (the OutputGrid is a jit argument) lowers to a while_loop, so "
-                        "reverse-mode `jax.grad` through `population_simulator` raises "
-                        f"\"{g['reverse_mode_error']}\"; gradients need forward mode (jax.jacfwd/jvp), which "
-                        "costs one pass per parameter.")
     for name, r in report["peers"].items():
         if r.get("failed_patients"):
             problems.append(f"{name}: {r['failed_patients']} patients flagged failed in the benchmark cohort")
@@ -423,8 +439,10 @@ def main(argv=None) -> int:
     parser.add_argument("--patients", type=int, help="popsim cohort size (numba/diffrax cohorts are capped by it)")
     parser.add_argument("--out", help="output directory (default benchmarks/results)")
     parser.add_argument("--scaling", dest="scaling", action="store_true", default=None,
-                        help="run the scaling section (default: full run only)")
+                        help="run the scaling section (default: on; quick mode uses small sizes)")
     parser.add_argument("--no-scaling", dest="scaling", action="store_false")
+    parser.add_argument("--no-gradient", dest="gradient", action="store_false", default=True,
+                        help="skip the small-batch gradient latency section")
     parser.add_argument("--repeats", type=int, help="timed repeats of popsim (default 2)")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -517,18 +535,24 @@ def main(argv=None) -> int:
                            "source": "popsim's measured errors on the subset (recovery floored at 0.001 d)"}
         report["accuracy_targets"] = targets
 
-        run_scaling = (mode == "full") if args.scaling is None else args.scaling
+        if args.gradient:
+            log("small-batch gradient ...")
+            report["gradient"] = run_peer("gradient", dict(common, n_patients=40, **GRADIENT[mode]), work, cores,
+                                          600, log)
+            for r in report["gradient"].get("rows", []):
+                log(f"  gradient dt 1/{1 / r['dt_days']:.3g}: {r['gradient_ms']:.0f} ms "
+                    f"({r['gradient_over_target']:.1f}x the {r['target_ms']:.0f} ms target), forward {r['forward_ms']:.0f} ms")
+        run_scaling = True if args.scaling is None else args.scaling
         if run_scaling:
             log("scaling section ...")
             scaling = {}
-            scaling["throughput"] = run_peer("scaling", dict(common, **SCALING), work, cores, 900, log)
+            scaling["throughput"] = run_peer("scaling", dict(common, **SCALING[mode]), work, cores, 900, log)
             scaling["study_memory"] = []
-            for n in STUDY_MEMORY["sizes"]:
-                r = run_peer("study-memory", dict(common, n_patients=n, **{k: v for k, v in STUDY_MEMORY.items()
-                                                                           if k != "sizes"}), work, cores, 600, log)
+            for n in STUDY_MEMORY[mode]:
+                r = run_peer("study-memory", dict(common, n_patients=n, **STUDY_SETTINGS), work, cores, 600, log)
                 scaling["study_memory"].append(dict(r, n_patients=n))
-            scaling["gradient"] = run_peer("gradient", dict(common, n_patients=40, years=3.0, repeats=3), work, cores,
-                                           600, log)
+                if "peak_rss_mb" in r:
+                    log(f"  study {n} patients: {r.get('seconds', float('nan')):.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
             report["scaling"] = scaling
 
     report["ratios"] = compute_ratios(report["peers"])
