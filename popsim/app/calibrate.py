@@ -185,10 +185,12 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
 
 
 def _bins(time_since_stop_days: np.ndarray) -> np.ndarray:
+    """VPC bins in months from the end of TRT: 3-month bins on TRT, monthly bins after it,
+    centred on whole months (where scheduled visits fall)."""
     months = time_since_stop_days / DAYS_PER_MONTH
     lo, hi = np.floor(np.nanmin(months)), np.ceil(np.nanmax(months))
-    before = np.unique(np.concatenate([np.arange(0.0, lo - 1e-9, -6.0), [lo]]))[::-1] if lo < 0 else np.array([])
-    after = np.arange(0.0, hi + 1.0, 1.0)
+    before = np.arange(-0.5, lo - 3.0, -3.0)[::-1] if lo < 0 else np.array([-0.5])
+    after = np.arange(0.5, hi + 1.5, 1.0)
     return np.unique(np.concatenate([before, after]))
 
 

@@ -143,11 +143,13 @@ def vpc_plot(time_months: np.ndarray, observed: np.ndarray, simulated: np.ndarra
                 continue
             obs_q[:, b] = np.quantile(observed[sel][in_bin], quantiles)
             sim_q[:, :, b] = np.quantile(simulated[:, sel][:, in_bin], quantiles, axis=1).T
+        used = np.isfinite(obs_q[0])  # bins with enough values; empty bins are skipped, not gaps
         for q in range(len(quantiles)):
-            lo, hi = np.nanpercentile(sim_q[:, q], [5, 95], axis=0) if np.isfinite(sim_q[:, q]).any() else (None, None)
-            if lo is not None:
-                ax.fill_between(centres, lo, hi, color="C1" if q == 1 else "C0", alpha=0.3, lw=0)
-            ax.plot(centres, obs_q[q], color="k", lw=1.5 if q == 1 else 0.9, ls="-" if q == 1 else "--", marker="o", ms=2)
+            if used.any():
+                lo, hi = np.percentile(sim_q[:, q][:, used], [5, 95], axis=0)
+                ax.fill_between(centres[used], lo, hi, color="C1" if q == 1 else "C0", alpha=0.3, lw=0)
+            ax.plot(centres[used], obs_q[q][used], color="k", lw=1.5 if q == 1 else 0.9, ls="-" if q == 1 else "--",
+                    marker="o", ms=2)
         ax.scatter(time_months[sel], observed[sel], s=3, color="0.6", zorder=0)
         positive = lloq[sel][lloq[sel] > 0]
         if positive.size:
