@@ -164,6 +164,8 @@ def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[s
         from numpyro.infer.util import unconstrain_fn
 
         unconstrained = jax.vmap(lambda p: unconstrain_fn(model, (), {}, p))(init_params)
+        if settings.chains == 1:  # numpyro takes a leading chain axis only for several chains
+            unconstrained = jax.tree.map(lambda a: a[0], unconstrained)
         mcmc.run(run_key, init_params=unconstrained, extra_fields=("diverging", "accept_prob", "adapt_state.step_size",
                                                                     "num_steps", "energy", "potential_energy"))
     else:
