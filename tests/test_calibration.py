@@ -58,6 +58,24 @@ def test_lognormal_and_normal_likelihoods_match_scipy():
     np.testing.assert_allclose(lp, expected, rtol=1e-5)
 
 
+def test_likelihood_gradient_is_finite_for_every_error_model_even_at_zero_prediction():
+    """Unused branches of the likelihood must not poison the gradient (0 * inf = NaN):
+    additive rows have sigma = 0 in the model, and a deeply suppressed prediction can be 0."""
+    kind = jnp.array([0, 1, 2, 3, 0, 1, 2, 3])
+    censored = jnp.array([False] * 4 + [True] * 4)
+    lloq = jnp.full(8, 0.5)
+    y = jnp.array([2.0, 2.0, 2.0, 2.0, 0.5, 0.5, 0.5, 0.5])
+    sigma = jnp.where(kind == 2, 0.0, 0.3)
+    additive = jnp.where((kind == 2) | (kind == 3), 0.8, 0.0)
+
+    def total(prediction):
+        d = ResidualError(prediction, sigma, additive, kind, censored, lloq, jnp.full(8, 1e-3))
+        return jnp.sum(d.log_prob(y))
+
+    for prediction in (jnp.full(8, 2.0), jnp.zeros(8)):
+        assert np.all(np.isfinite(np.asarray(jax.grad(total)(prediction)))), prediction
+
+
 def test_prediction_is_the_forward_simulation_at_the_observation_times(small_data):
     data, _ = small_data
     spec = CalibrationSpec(dt_days=1 / 6)
@@ -139,6 +157,8 @@ def test_config_errors_name_the_key(tmp_path):
         build_calibration(_config(**{"inference.method": "hmc"}))
     with pytest.raises(ConfigError, match="solver.dt_days must be <= 2"):
         build_calibration(_config(**{"solver.dt_days": 3.0}))
+    with pytest.raises(ConfigError, match=r"model.residuals.lh.model must be one of"):
+        build_calibration(_config(**{"model.residuals.lh.model": "poisson"}))
     with pytest.raises(ConfigError, match="predictions.cohort.product must be one of"):
         build_calibration(_config(**{"predictions.cohort.product": "pellet"}))
 

@@ -83,7 +83,7 @@ def summary(idata, var_names: Sequence[str], diagnostics: bool = True) -> pd.Dat
         az = _arviz()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            table = az.summary(idata, var_names=list(var_names))
+            table = az.summary(idata, var_names=list(var_names), round_to="none")
         table = table.rename(columns={"rhat": "r_hat", "ess_mean": "ess_bulk"})
     posterior = group(idata, "posterior")
     rows = {}
@@ -117,11 +117,14 @@ def loo(idata, var_name: str = "y") -> dict:
         result = az.loo(idata, var_name=var_name, pointwise=True)
 
     def get(*names):
+        # 0.x: a pandas Series (items and attributes); 1.x: a dataclass (attributes).
         for n in names:
-            try:
-                value = result[n] if not hasattr(result, n) else getattr(result, n)
-            except (KeyError, IndexError, TypeError):
-                continue
+            value = getattr(result, n, None)
+            if value is None:
+                try:
+                    value = result[n]
+                except (KeyError, IndexError, TypeError, AttributeError):
+                    value = None
             if value is not None:
                 return value
         return None

@@ -52,7 +52,8 @@ def inference_groups(problem: CalibrationProblem, posterior: Posterior, posterio
 
     obs_coords = {**{k: coords[k] for k in ("chain", "draw")}, **_observation_coords(problem)}
     y_attrs = {"description": "lab values in canonical units (popsim.units); censored rows hold their LLOQ"}
-    pp = xr.Dataset({"y": (("chain", "draw", "observation"), posterior_predictive, y_attrs)}, coords=obs_coords)
+    pp_attrs = {"description": "replicated lab values in canonical units (popsim.units), uncensored draws"}
+    pp = xr.Dataset({"y": (("chain", "draw", "observation"), posterior_predictive, pp_attrs)}, coords=obs_coords)
     # float64: PSIS fits a generalised Pareto tail to exp(log-lik) ratios, fragile in float32.
     ll = xr.Dataset({"y": (("chain", "draw", "observation"), np.asarray(log_likelihood, np.float64))}, coords=obs_coords)
     observed = xr.Dataset({"y": (("observation",), problem.observations.value, y_attrs)},

@@ -32,6 +32,9 @@ from popsim.app.preflight import split_overrides
 from popsim.calibration.data import read_lab_data
 from popsim.calibration.fit import calibrate
 from popsim.calibration.lab_schema import LabDataError
+from popsim.calibration.problem import build_problem
+from popsim.calibration.spec import CalibrationSpecError
+from popsim.dosing.regimen import RegimenError
 from popsim.calibration.predict import (
     cohort_recovery, patient_recovery, pointwise_log_likelihood, posterior_predictive, visual_predictive_check,
 )
@@ -74,10 +77,19 @@ def preflight(argv: list[str]):
     except ConfigError as error:
         return None, None, str(error)
     try:
-        data = read_lab_data(plan.data_path, time_unit=plan.time_unit, units=plan.units or None)
-    except LabDataError as error:
+        data = read_data(plan)
+        build_problem(data, plan.spec)  # analytes without an error model, values <= 0 on a log scale, ...
+    except (LabDataError, CalibrationSpecError, RegimenError, ValueError) as error:
         return None, None, str(error)
     return plan, data, None
+
+
+def read_data(plan: CalibrationPlan):
+    """The lab data of a plan; AGE and BMI are read when the file has them (optional)."""
+    header = pd.read_csv(plan.data_path, comment="#", nrows=0, sep=None, engine="python").columns
+    present = {str(c).strip().upper() for c in header}
+    covariates = tuple(c for c in ("AGE", "BMI") if c in present)
+    return read_lab_data(plan.data_path, time_unit=plan.time_unit, units=plan.units or None, covariates=covariates)
 
 
 def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, step_check: dict) -> dict:
@@ -141,7 +153,8 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
                 rows.append({"patient_id": pid, "threshold_m_ml": thr,
                              "first_missed_dose_day": problem.first_missed_dose_day[i],
                              "median_months": q[1], "q5_months": q[0], "q95_months": q[2],
-                             "p_recovered_within_12_months": float(np.mean(np.nan_to_num(x, nan=np.inf) <= 12.0)),
+                             "p_recovered_within_12_months": (float(np.mean(np.nan_to_num(x, nan=np.inf) <= 12.0))
+                                                              if plan.horizon_months >= 12 else float("nan")),
                              "p_recovered_within_horizon": float(finite.size / x.size)})
         patients = pd.DataFrame(rows).replace([np.inf], np.nan)
         patients.to_csv(tmp / "patient_recovery.csv", index=False, float_format="%.4g")
@@ -188,6 +201,8 @@ def _bins(time_since_stop_days: np.ndarray) -> np.ndarray:
     """VPC bins in months from the end of TRT: 3-month bins on TRT, monthly bins after it,
     centred on whole months (where scheduled visits fall)."""
     months = time_since_stop_days / DAYS_PER_MONTH
+    if not np.isfinite(months).any():  # nobody stopped TRT in the data: no time axis to bin
+        return np.array([-0.5, 0.5])
     lo, hi = np.floor(np.nanmin(months)), np.ceil(np.nanmax(months))
     before = np.arange(-0.5, lo - 3.0, -3.0)[::-1] if lo < 0 else np.array([-0.5])
     after = np.arange(0.5, hi + 1.5, 1.0)
@@ -203,12 +218,12 @@ def _run(cfg: DictConfig) -> None:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    data = read_lab_data(plan.data_path, time_unit=plan.time_unit, units=plan.units or None)
+    data = read_data(plan)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("%s: %d patients, %d observations; %s with %d chain(s) x %d draws, dt %.3g d",
              plan.data_path.name, data.n_patients, data.observations.value_canonical.size, plan.inference.method,
              plan.inference.chains if plan.inference.method == "nuts" else 1, plan.inference.samples, plan.spec.dt_days)
-    from popsim.calibration.problem import build_problem, likelihood_step_error
+    from popsim.calibration.problem import likelihood_step_error
 
     step_check = likelihood_step_error(build_problem(data, plan.spec), plan.spec)
     level = logging.WARNING if step_check["max_relative_error"] > STEP_ERROR_WARNING else logging.INFO

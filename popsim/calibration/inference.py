@@ -101,7 +101,8 @@ class Posterior:
         settings: the InferenceSettings used.
         timings_s: wall times, seconds: "init" (MAP start), "warmup_and_sampling" or "svi".
         losses: SVI/MAP loss trace (negative ELBO / potential), one value per step.
-        n_gradient_evaluations: total leapfrog steps (NUTS) or optimisation steps.
+        n_gradient_evaluations: leapfrog steps of the kept draws (NUTS; warm-up not
+            counted) or optimisation steps (SVI).
     """
 
     draws: dict
@@ -139,20 +140,12 @@ def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[s
     timings, losses = {}, None
     if settings.init_steps:
         start, losses, timings["init"] = _map_start(model, settings, init_key)
-        # Each chain starts at the MAP estimate with its etas jittered a little, so that
-        # chains are not identical (r_hat then measures something).
-        jitter = jax.random.split(init_key, settings.chains)
-        inits = [{k: v for k, v in start.items() if k in latent_sites}]
-        init_params = {
-            k: jnp.stack([v + (0.1 * jax.random.normal(jax.random.fold_in(jitter[c], i), jnp.shape(v)) if k == "eta" else 0.0)
-                          for c in range(settings.chains)])
-            for i, (k, v) in enumerate(inits[0].items())
-        }
+        # Each chain starts at the MAP estimate jittered in unconstrained space (every
+        # site, a fresh key), so chains differ and r_hat can reveal poor mixing.
+        start = {k: v for k, v in start.items() if k in latent_sites}
+        init_params = {k: jnp.stack([v] * settings.chains) for k, v in start.items()}
         kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth,
-                      init_strategy=init_to_value(values=inits[0]))
-    else:
-        init_params = None
-        kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
+                      init_strategy=init_to_value(values=start))
     chain_method = settings.chain_method
     if chain_method == "parallel" and jax.local_device_count() < settings.chains:
         chain_method = "sequential"
@@ -164,6 +157,10 @@ def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[s
         from numpyro.infer.util import unconstrain_fn
 
         unconstrained = jax.vmap(lambda p: unconstrain_fn(model, (), {}, p))(init_params)
+        leaves, tree = jax.tree.flatten(unconstrained)
+        keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+        unconstrained = jax.tree.unflatten(tree, [a + 0.05 * jax.random.normal(k, a.shape, a.dtype)
+                                                  for a, k in zip(leaves, keys)])
         if settings.chains == 1:  # numpyro takes a leading chain axis only for several chains
             unconstrained = jax.tree.map(lambda a: a[0], unconstrained)
         mcmc.run(run_key, init_params=unconstrained, extra_fields=("diverging", "accept_prob", "adapt_state.step_size",

@@ -28,8 +28,8 @@ from popsim.calibration.problem import CalibrationProblem, patient_parameters
 from popsim.calibration.spec import ERROR_MODELS, CalibrationSpec
 
 _LOGNORMAL, _PROPORTIONAL, _ADDITIVE, _COMBINED = (ERROR_MODELS.index(m) for m in ERROR_MODELS)
-# Penalty (log density) per patient whose simulation failed: rejects the proposal
-# without producing NaN gradients.
+# Penalty (log density) per patient whose simulation failed: the proposal is rejected
+# (a failed simulation may still give NaN gradients; NUTS then counts a divergence).
 _FAILED_PENALTY = -1e6
 
 
@@ -51,10 +51,14 @@ class ResidualError(dist.Distribution):
         super().__init__(batch_shape=jnp.shape(prediction), validate_args=validate_args)
 
     def _normal_scale(self):
-        f = self.prediction
+        # Every branch is evaluated (jnp.where), so each gets safe inputs: an unused branch
+        # with an infinite derivative would turn the gradient into NaN (0 * inf).
+        f = jnp.abs(self.prediction)
+        proportional = self.sigma * f
+        combined_sq = jnp.where(self.kind == _COMBINED, self.sigma_additive ** 2 + proportional ** 2, 1.0)
+        combined = jnp.sqrt(jnp.maximum(combined_sq, 1e-30))
         return jnp.where(self.kind == _ADDITIVE, self.sigma_additive,
-                         jnp.where(self.kind == _COMBINED, jnp.sqrt(self.sigma_additive ** 2 + (self.sigma * f) ** 2),
-                                   self.sigma * jnp.abs(f)))
+                         jnp.where(self.kind == _COMBINED, combined, proportional))
 
     def sample(self, key, sample_shape=()):
         shape = sample_shape + self.batch_shape
@@ -68,13 +72,16 @@ class ResidualError(dist.Distribution):
         is_log = self.kind == _LOGNORMAL
         # Log-normal: log y ~ Normal(log f, sigma) (density of y, with the Jacobian 1/y).
         log_f = jnp.log(jnp.maximum(self.prediction, self.floor))
+        # Safe inputs for rows of other error models (see _normal_scale); uncensored values
+        # <= 0 of a log-normal analyte are rejected when the problem is built.
+        sigma_log = jnp.where(is_log, self.sigma, 1.0)
         safe_value = jnp.where(value > 0, value, 1.0)
-        z_log = (jnp.log(safe_value) - log_f) / self.sigma
-        lp_log = -0.5 * z_log ** 2 - jnp.log(self.sigma) - 0.5 * jnp.log(2 * jnp.pi) - jnp.log(safe_value)
-        z_lloq_log = (jnp.log(jnp.maximum(self.lloq, 1e-30)) - log_f) / self.sigma
+        z_log = (jnp.log(safe_value) - log_f) / sigma_log
+        lp_log = -0.5 * z_log ** 2 - jnp.log(sigma_log) - 0.5 * jnp.log(2 * jnp.pi) - jnp.log(safe_value)
+        z_lloq_log = (jnp.log(jnp.maximum(self.lloq, 1e-30)) - log_f) / sigma_log
         cens_log = log_ndtr(z_lloq_log)
         # Normal: y ~ Normal(f, s).
-        s = jnp.maximum(self._normal_scale(), 1e-12)
+        s = jnp.where(is_log, 1.0, jnp.maximum(self._normal_scale(), 1e-12))
         z = (value - self.prediction) / s
         lp_normal = -0.5 * z ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi)
         cens_normal = log_ndtr((self.lloq - self.prediction) / s)

@@ -183,6 +183,7 @@ def cohort_recovery(problem: CalibrationProblem, spec: CalibrationSpec, draws: d
     t_months = np.where(ev.observed, ev.time_days / DAYS_PER_MONTH, np.inf).reshape(S, n_men)
     months = np.arange(0.0, horizon_months + 1e-9, 1.0)
     fraction = (t_months[:, :, None] <= months[None, None, :]).mean(axis=1)
-    median = np.where(np.mean(np.isfinite(t_months), axis=1) >= 0.5, np.median(t_months, axis=1), np.nan)
+    # The median recovery time exists when more than half recover within the horizon.
+    median = np.where(np.mean(np.isfinite(t_months), axis=1) > 0.5, np.median(t_months, axis=1), np.nan)
     return {"months": months, "fraction": fraction, "median_months": median, "threshold_m_ml": threshold_m_ml,
             "n_men": n_men, "regimen": regimen}

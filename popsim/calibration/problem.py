@@ -128,6 +128,14 @@ def build_problem(data: LabData, spec: CalibrationSpec, horizon_days: float | No
     analytes = tuple(sorted(set(obs.analyte.tolist()), key=list(ANALYTE_OBSERVABLES).index))
     for analyte in analytes:
         spec.residual(analyte)
+    log_scale = np.array([spec.residual(a).model == "lognormal" for a in obs.analyte])
+    bad = log_scale & ~obs.censored.astype(bool) & (obs.value_canonical <= 0)
+    if bad.any():
+        rows = ", ".join(str(r) for r in obs.row[bad][:20]) + (" ..." if bad.sum() > 20 else "")
+        raise CalibrationSpecError(
+            f"{data.source}: {int(bad.sum())} uncensored value(s) <= 0 of a log-normal analyte (rows {rows}); a value "
+            "below the assay limit must be censored (CENS=1 with its LLOQ), or give that analyte an additive or "
+            "combined error model (model.residuals.<analyte>.model)")
 
     age = _covariate(data, "AGE", COVARIATE_INDEX["reference_age_years"])
     bmi = _covariate(data, "BMI", COVARIATE_INDEX["reference_bmi_kg_m2"])

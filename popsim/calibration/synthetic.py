@@ -2,8 +2,8 @@
 
 It is the shipped example of ``popsim-calibrate`` and the basis of the parameter-recovery
 test: 16 men of 25-55 years take enanthate, cypionate or gel for 1-2 years, stop, and are
-followed for a year (sized so that the default NUTS calibration runs in minutes on a
-2-core CPU; ``SyntheticDesign`` makes larger sets). Panels (total T in ng/dL, LH, FSH) are drawn at baseline, monthly in
+followed for a year (kept small because every likelihood gradient simulates every man;
+``SyntheticDesign`` makes larger sets). Panels (total T in ng/dL, LH, FSH) are drawn at baseline, monthly in
 the first 3 months of TRT, then quarterly; after stopping, monthly with a semen analysis
 (sperm concentration) each time; semen is also analysed at baseline and every 6 months on
 TRT. Values below the limit of quantification (LH and FSH < 0.2 IU/L, sperm < 0.1 M/mL:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 from popsim.calibration.inference import InferenceError, InferenceSettings, validate_settings
+from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
 from popsim.calibration.spec import (
-    CalibrationSpec, CalibrationSpecError, EstimatedParameter, ResidualModel, validate_spec,
+    ERROR_MODELS, CalibrationSpec, CalibrationSpecError, EstimatedParameter, ResidualModel, validate_spec,
 )
 from popsim.calibration.synthetic import EXAMPLE_CSV
 from popsim.config.build import ConfigError
@@ -48,10 +49,10 @@ class CalibrationPlan(NamedTuple):
     figures: bool
 
 
-def _section(cfg: Mapping, key: str) -> Mapping:
+def _section(cfg: Mapping, key: str, where: str | None = None) -> Mapping:
     value = cfg.get(key)
     if not isinstance(value, Mapping):
-        raise ConfigError(f"'{key}' must be a mapping (see configs/calibrate.yaml), got {value!r}")
+        raise ConfigError(f"'{where or key}' must be a mapping (see configs/calibrate.yaml), got {value!r}")
     return value
 
 
@@ -110,6 +111,13 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
         unknown = set(item) - {"model", "sigma_prior", "additive_prior"}
         if unknown:
             raise ConfigError(f"model.residuals.{analyte}: unknown key(s) {sorted(unknown)}; valid: model, sigma_prior, additive_prior")
+        if analyte not in ANALYTE_CANONICAL_UNITS:
+            raise ConfigError(f"model.residuals.{analyte}: unknown analyte; valid: {sorted(ANALYTE_CANONICAL_UNITS)}")
+        if item.get("model", "lognormal") not in ERROR_MODELS:
+            raise ConfigError(f"model.residuals.{analyte}.model must be one of {ERROR_MODELS}, got {item.get('model')!r}")
+        for key in ("sigma_prior", "additive_prior"):
+            if key in item:
+                _number(item, key, f"model.residuals.{analyte}")
         residuals.append(ResidualModel(str(analyte), item.get("model", "lognormal"), item.get("sigma_prior", 0.3),
                                        item.get("additive_prior", 1.0)))
     solver = _section(cfg, "solver")
@@ -140,7 +148,7 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
     if (not isinstance(thresholds, (list, tuple)) or not thresholds
             or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in thresholds)):
         raise ConfigError(f"predictions.thresholds_m_ml must be a non-empty list of numbers > 0, got {thresholds!r}")
-    cohort_cfg = _section(pred, "cohort")
+    cohort_cfg = _section(pred, "cohort", "predictions.cohort")
     product = cohort_cfg.get("product")
     if product not in TRT_PRODUCTS:
         raise ConfigError(f"predictions.cohort.product must be one of {sorted(TRT_PRODUCTS)}, got {product!r}")
