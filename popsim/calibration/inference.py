@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal
 from numpyro.optim import Adam
 
@@ -132,42 +132,41 @@ def _map_start(model: Callable, settings: InferenceSettings, key) -> tuple[dict,
     return values, np.asarray(result.losses), time.perf_counter() - t0
 
 
+_NUTS_FIELDS = ("diverging", "accept_prob", "adapt_state.step_size", "num_steps", "energy", "potential_energy")
+
+
+def _jittered_starts(model: Callable, start: dict, chains: int, key) -> dict:
+    """Unconstrained starting values, one per chain: the MAP estimate jittered (every site,
+    sd 0.05) so chains differ and r_hat can reveal poor mixing."""
+    from numpyro.infer.util import unconstrain_fn
+
+    unconstrained = unconstrain_fn(model, (), {}, start)
+    leaves, tree = jax.tree.flatten(unconstrained)
+    keys = jax.random.split(key, len(leaves))
+    jittered = [a + 0.05 * jax.random.normal(k, (chains,) + a.shape, a.dtype) for a, k in zip(leaves, keys)]
+    if chains == 1:  # numpyro takes a leading chain axis only for several chains
+        jittered = [a[0] for a in jittered]
+    return jax.tree.unflatten(tree, jittered)
+
+
 def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[str, ...]) -> Posterior:
     """Sample the posterior with NUTS (numpyro), ``settings.chains`` chains."""
     validate_settings(settings)
     key = jax.random.PRNGKey(settings.seed)
     init_key, run_key = jax.random.split(key)
-    timings, losses = {}, None
+    timings, losses, init_params = {}, None, None
     if settings.init_steps:
         start, losses, timings["init"] = _map_start(model, settings, init_key)
-        # Each chain starts at the MAP estimate jittered in unconstrained space (every
-        # site, a fresh key), so chains differ and r_hat can reveal poor mixing.
         start = {k: v for k, v in start.items() if k in latent_sites}
-        init_params = {k: jnp.stack([v] * settings.chains) for k, v in start.items()}
-        kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth,
-                      init_strategy=init_to_value(values=start))
+        init_params = _jittered_starts(model, start, settings.chains, jax.random.fold_in(key, 1))
+    kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
     chain_method = settings.chain_method
     if chain_method == "parallel" and jax.local_device_count() < settings.chains:
         chain_method = "sequential"
     mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.samples, num_chains=settings.chains,
                 chain_method=chain_method, progress_bar=settings.progress_bar)
     t0 = time.perf_counter()
-    if init_params is not None:
-        # init_params are unconstrained values; transform the constrained MAP values.
-        from numpyro.infer.util import unconstrain_fn
-
-        unconstrained = jax.vmap(lambda p: unconstrain_fn(model, (), {}, p))(init_params)
-        leaves, tree = jax.tree.flatten(unconstrained)
-        keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-        unconstrained = jax.tree.unflatten(tree, [a + 0.05 * jax.random.normal(k, a.shape, a.dtype)
-                                                  for a, k in zip(leaves, keys)])
-        if settings.chains == 1:  # numpyro takes a leading chain axis only for several chains
-            unconstrained = jax.tree.map(lambda a: a[0], unconstrained)
-        mcmc.run(run_key, init_params=unconstrained, extra_fields=("diverging", "accept_prob", "adapt_state.step_size",
-                                                                    "num_steps", "energy", "potential_energy"))
-    else:
-        mcmc.run(run_key, extra_fields=("diverging", "accept_prob", "adapt_state.step_size", "num_steps", "energy",
-                                        "potential_energy"))
+    mcmc.run(run_key, init_params=init_params, extra_fields=_NUTS_FIELDS)
     draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     timings["warmup_and_sampling"] = time.perf_counter() - t0
     extra = mcmc.get_extra_fields(group_by_chain=True)
