@@ -50,14 +50,15 @@ def inference_groups(problem: CalibrationProblem, posterior: Posterior, posterio
         posterior_ds[name].attrs["units"] = ", ".join(f"{p}: {PARAMETER_INDEX[p].unit}" for p in problem.estimated)
     posterior_ds["omega"].attrs["description"] = "inter-individual sd of the log parameter"
 
-    obs_coords = {**{k: coords[k] for k in ("chain", "draw")}, **_observation_coords(problem)}
+    observation = _observation_coords(problem)
+    obs_coords = {**{k: coords[k] for k in ("chain", "draw")}, **observation}
     y_attrs = {"description": "lab values in canonical units (popsim.units); censored rows hold their LLOQ"}
     pp_attrs = {"description": "replicated lab values in canonical units (popsim.units), uncensored draws"}
     pp = xr.Dataset({"y": (("chain", "draw", "observation"), posterior_predictive, pp_attrs)}, coords=obs_coords)
     # float64: PSIS fits a generalised Pareto tail to exp(log-lik) ratios, fragile in float32.
     ll = xr.Dataset({"y": (("chain", "draw", "observation"), np.asarray(log_likelihood, np.float64))}, coords=obs_coords)
     observed = xr.Dataset({"y": (("observation",), problem.observations.value, y_attrs)},
-                          coords=_observation_coords(problem))
+                          coords=observation)
     stats = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in posterior.sample_stats.items()},
                        coords={k: coords[k] for k in ("chain", "draw")})
     if "prediction" in posterior.draws:
@@ -75,7 +76,7 @@ def inference_groups(problem: CalibrationProblem, posterior: Posterior, posterio
             "bmi_kg_m2": (("patient",), problem.covariates["BMI"]),
             "first_missed_dose_day": (("patient",), problem.first_missed_dose_day),
         },
-        coords={**_observation_coords(problem), "patient": list(problem.ids), "parameter": list(problem.estimated)},
+        coords={**observation, "patient": list(problem.ids), "parameter": list(problem.estimated)},
     )
     groups = {"posterior": posterior_ds, "posterior_predictive": pp, "log_likelihood": ll,
               "observed_data": observed, "constant_data": constant}

@@ -34,7 +34,8 @@ import pandas as pd
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.utils import median_survival_times, qth_survival_times
 
-DAYS_PER_MONTH = 365.25 / 12
+from popsim.units import DAYS_PER_MONTH
+
 VARIANTS = ("latent", "sampled")
 DEFAULT_MONTHS = (3, 6, 12, 18, 24)
 PRIMARY_ENDPOINTS = ("conc_ge_15", "conc_ge_20", "conc_ge_1")

@@ -30,9 +30,9 @@ from popsim.analysis.calibration_groups import inference_groups
 from popsim.app.outputs import staged_outputs
 from popsim.app.preflight import split_overrides
 from popsim.calibration.data import read_lab_data
-from popsim.calibration.fit import calibrate
+from popsim.calibration.fit import calibrate_problem
 from popsim.calibration.lab_schema import LabDataError
-from popsim.calibration.problem import build_problem
+from popsim.calibration.problem import build_problem, likelihood_step_error
 from popsim.calibration.spec import CalibrationSpecError
 from popsim.dosing.regimen import RegimenError
 from popsim.calibration.predict import (
@@ -42,10 +42,10 @@ from popsim.config.build import ConfigError
 from popsim.config.calibrate import CalibrationPlan, build_calibration
 from popsim.plotting import calibration_figures as cf
 from popsim.report.calibration import render_calibration_report
+from popsim.units import DAYS_PER_MONTH
 
 log = logging.getLogger("popsim.calibrate")
 CONFIG_MODULE, CONFIG_NAME = "popsim.configs", "calibrate"
-DAYS_PER_MONTH = 30.4375
 # Largest relative difference between the likelihood's predictions and a 4x finer step
 # above which the run warns (residual errors are 15-50 %; 1 % keeps the step invisible).
 STEP_ERROR_WARNING = 0.01
@@ -223,14 +223,13 @@ def _run(cfg: DictConfig) -> None:
     log.info("%s: %d patients, %d observations; %s with %d chain(s) x %d draws, dt %.3g d",
              plan.data_path.name, data.n_patients, data.observations.value_canonical.size, plan.inference.method,
              plan.inference.chains if plan.inference.method == "nuts" else 1, plan.inference.samples, plan.spec.dt_days)
-    from popsim.calibration.problem import likelihood_step_error
-
-    step_check = likelihood_step_error(build_problem(data, plan.spec), plan.spec)
+    problem = build_problem(data, plan.spec)
+    step_check = likelihood_step_error(problem, plan.spec)
     level = logging.WARNING if step_check["max_relative_error"] > STEP_ERROR_WARNING else logging.INFO
     log.log(level, "likelihood step %.4g d: predictions within %.2g (95 %%: %.2g) of a 4x finer step at the typical "
             "parameters%s", plan.spec.dt_days, step_check["max_relative_error"], step_check["p95_relative_error"],
             "" if level == logging.INFO else " -- lower solver.dt_days")
-    result = calibrate(data, plan.spec, plan.inference)
+    result = calibrate_problem(problem, plan.spec, plan.inference)
     log.info("inference took %.1f s", result.wall_time_s)
     diagnostics = _write(run_dir, cfg, plan, result, data, step_check)
     if diagnostics.get("r_hat_max_population") is not None:

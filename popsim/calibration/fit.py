@@ -40,7 +40,13 @@ def calibrate(data: LabData, spec: CalibrationSpec = CalibrationSpec(),
         CalibrationSpecError, InferenceError: invalid settings (before any computation).
     """
     validate_settings(settings)
-    problem = build_problem(data, spec)
+    return calibrate_problem(build_problem(data, spec), spec, settings)
+
+
+def calibrate_problem(problem: CalibrationProblem, spec: CalibrationSpec,
+                      settings: InferenceSettings = InferenceSettings()) -> CalibrationResult:
+    """``calibrate`` for lab data already turned into a CalibrationProblem with ``spec``."""
+    validate_settings(settings)
     predict = make_predictor(problem, spec)
     model = make_model(problem, spec, predict)
     t0 = time.perf_counter()

@@ -112,13 +112,15 @@ class ModelArrays:
         self.omega_prior = jnp.asarray([e.omega_prior for e in spec.estimated])
 
 
-def residual_scales(arrays: ModelArrays, draws: dict):
-    """Per-analyte ``(sigma, sigma_additive)`` of posterior draws, each ``(..., n_analytes)``."""
-    sigma = jnp.where(arrays.uses_sigma, jnp.asarray(draws["sigma"]), 0.0)
-    additive = jnp.zeros_like(sigma)
-    if arrays.additive_index.size:
-        additive = additive.at[..., arrays.additive_index].set(jnp.asarray(draws["sigma_additive"]))
-    return sigma, additive
+    def likelihood(self, prediction, sites: dict) -> "ResidualError":
+        """The observation model around ``prediction`` ``(..., n_obs)`` for values of the
+        ``sigma`` (and, if sampled, ``sigma_additive``) sites with the same leading dims."""
+        sigma = jnp.where(self.uses_sigma, jnp.asarray(sites["sigma"]), 0.0)  # additive analytes: no proportional part
+        additive = jnp.zeros_like(sigma)
+        if self.additive_index.size:
+            additive = additive.at[..., self.additive_index].set(jnp.asarray(sites["sigma_additive"]))
+        return ResidualError(jnp.asarray(prediction), sigma[..., self.analyte], additive[..., self.analyte], self.kind,
+                             self.censored, self.lloq, self.floor)
 
 
 def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Callable) -> Callable:
@@ -134,24 +136,19 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
         with numpyro.plate("patient", n, dim=-2), numpyro.plate("parameter_of_patient", k, dim=-1):
             eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
         with numpyro.plate("analyte", a):
-            sigma = numpyro.sample("sigma", dist.HalfNormal(arrays.sigma_prior))
-        sigma = jnp.where(arrays.uses_sigma, sigma, 0.0)  # additive analytes: no proportional part
+            scales = {"sigma": numpyro.sample("sigma", dist.HalfNormal(arrays.sigma_prior))}
         if arrays.additive_index.size:
             # Only analytes with an additive or combined error model have an additive sd.
             with numpyro.plate("additive_analyte", arrays.additive_index.size):
-                additive = numpyro.sample("sigma_additive", dist.HalfNormal(arrays.additive_prior[arrays.additive_index]))
-            sigma_additive = jnp.zeros(a).at[arrays.additive_index].set(additive)
-        else:
-            sigma_additive = jnp.zeros(a)
+                scales["sigma_additive"] = numpyro.sample(
+                    "sigma_additive", dist.HalfNormal(arrays.additive_prior[arrays.additive_index]))
         theta = numpyro.deterministic("theta", patient_parameters(problem, theta_pop, omega, eta))
         prediction, failed = predict(theta)
         bad = failed | ~jnp.all(jnp.isfinite(theta), axis=-1)
         numpyro.factor("solver_failure", _FAILED_PENALTY * jnp.sum(bad))
         prediction = jnp.where(jnp.isfinite(prediction), prediction, 1.0)
         numpyro.deterministic("prediction", prediction)
-        likelihood = ResidualError(prediction, sigma[arrays.analyte], sigma_additive[arrays.analyte], arrays.kind,
-                                   arrays.censored, arrays.lloq, arrays.floor)
         with numpyro.plate("observation", problem.n_observations):
-            numpyro.sample("y", likelihood, obs=arrays.value if observed else None)
+            numpyro.sample("y", arrays.likelihood(prediction, scales), obs=arrays.value if observed else None)
 
     return model

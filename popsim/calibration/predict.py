@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from popsim.calibration.model import ModelArrays, ResidualError, residual_scales
+from popsim.calibration.model import ModelArrays
 from popsim.calibration.problem import CalibrationProblem
 from popsim.calibration.spec import CalibrationSpec
 from popsim.dosing.regimen import Regimen
@@ -40,20 +40,14 @@ def flatten_draws(draws: dict, name: str) -> np.ndarray:
 def posterior_predictive(problem: CalibrationProblem, spec: CalibrationSpec, draws: dict, seed: int = 0) -> np.ndarray:
     """New observations ``y`` for every posterior draw, ``(chains, draws, n_obs)``: the
     stored model prediction of the draw plus residual noise (uncensored values)."""
-    arrays = ModelArrays(problem, spec)
-    prediction = jnp.asarray(draws["prediction"])
-    sigma, sigma_add = residual_scales(arrays, draws)
-    d = ResidualError(prediction, sigma[..., arrays.analyte], sigma_add[..., arrays.analyte], arrays.kind, arrays.censored, arrays.lloq, arrays.floor)
-    return np.asarray(d.sample(jax.random.PRNGKey(seed)))
+    likelihood = ModelArrays(problem, spec).likelihood(draws["prediction"], draws)
+    return np.asarray(likelihood.sample(jax.random.PRNGKey(seed)))
 
 
 def pointwise_log_likelihood(problem: CalibrationProblem, spec: CalibrationSpec, draws: dict) -> np.ndarray:
     """log p(y_j | draw) for every observation, ``(chains, draws, n_obs)`` (M3 for censored rows)."""
     arrays = ModelArrays(problem, spec)
-    sigma, sigma_add = residual_scales(arrays, draws)
-    d = ResidualError(jnp.asarray(draws["prediction"]), sigma[..., arrays.analyte], sigma_add[..., arrays.analyte], arrays.kind, arrays.censored,
-                      arrays.lloq, arrays.floor)
-    return np.asarray(d.log_prob(arrays.value))
+    return np.asarray(arrays.likelihood(draws["prediction"], draws).log_prob(arrays.value))
 
 
 def _parameter_table(base: dict, theta: np.ndarray, names: tuple[str, ...]) -> dict:
@@ -98,8 +92,7 @@ def visual_predictive_check(problem: CalibrationProblem, spec: CalibrationSpec, 
     rng = np.random.default_rng(seed)
     theta_pop, omega = flatten_draws(draws, "theta_pop"), flatten_draws(draws, "omega")
     arrays = ModelArrays(problem, spec)
-    scales = residual_scales(arrays, {k: flatten_draws(draws, k) for k in ("sigma", "sigma_additive") if k in draws})
-    sigma, sigma_add = (np.asarray(x) for x in scales)
+    scales = {k: flatten_draws(draws, k) for k in ("sigma", "sigma_additive") if k in draws}
     picks = rng.choice(theta_pop.shape[0], size=n_replicates, replace=theta_pop.shape[0] < n_replicates)
     jitted = jax.jit(predict)
     out = np.empty((n_replicates, problem.n_observations))
@@ -108,8 +101,7 @@ def visual_predictive_check(problem: CalibrationProblem, spec: CalibrationSpec, 
         eta = rng.standard_normal((problem.n_patients, theta_pop.shape[1]))
         theta = theta_pop[d] * problem.covariate_factor * np.exp(omega[d] * eta)
         prediction, _ = jitted(jnp.asarray(theta))
-        noise = ResidualError(prediction, jnp.asarray(sigma[d])[arrays.analyte], jnp.asarray(sigma_add[d])[arrays.analyte],
-                              arrays.kind, arrays.censored, arrays.lloq, arrays.floor)
+        noise = arrays.likelihood(prediction, {k: v[d] for k, v in scales.items()})
         y = np.asarray(noise.sample(jax.random.PRNGKey(seed * 100_003 + r)))
         out[r] = np.where(lloq > 0, np.maximum(y, lloq), y)
     o = problem.observations

@@ -11,12 +11,9 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-ANALYTE_LABELS = {
-    "total_testosterone": "total T (nmol/L)", "free_testosterone": "free T (pmol/L)", "lh": "LH (IU/L)",
-    "fsh": "FSH (IU/L)", "estradiol": "E2 (pg/mL)", "inhibin_b": "inhibin B (pg/mL)", "shbg": "SHBG (nmol/L)",
-    "sperm_concentration": "sperm concentration (M/mL)",
-}
-DAYS_PER_MONTH = 30.4375
+from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
+
+ANALYTE_LABELS = {a: f"{a.replace('_', ' ')} ({unit})" for a, unit in ANALYTE_CANONICAL_UNITS.items()}
 
 
 def _grid(n: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:

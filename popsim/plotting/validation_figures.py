@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
+from popsim.units import DAYS_PER_MONTH
 from popsim.validation.run import MetricResult, TargetResult
 
 MODEL = "tab:blue"
@@ -137,10 +138,11 @@ def figure_c4(result: TargetResult) -> Figure:
     _model_point(a2, 91.0, m)
     for name, y in (("median_months_to_conc_ge_20_who1990", 0.2), ("median_months_to_own_baseline_who1990", 0.3)):
         mm = _metric(result, name)
-        scaled = MetricResult(mm.target, mm.name, mm.kind, mm.model * 30.4375 / 7, mm.mc_se * 30.4375 / 7,
-                              None if mm.published is None else mm.published * 30.4375 / 7,
-                              None if mm.lo is None else mm.lo * 30.4375 / 7, None if mm.hi is None else mm.hi * 30.4375 / 7,
-                              mm.interval, mm.passed)
+        def weeks(months):
+            return None if months is None else months * DAYS_PER_MONTH / 7
+
+        scaled = MetricResult(mm.target, mm.name, mm.kind, weeks(mm.model), weeks(mm.mc_se), weeks(mm.published),
+                              weeks(mm.lo), weeks(mm.hi), mm.interval, mm.passed)
         _target_point(a2, y, scaled, horizontal=True, label="WHO 1990 medians (>= 20 M/mL, own baseline)"
                       if y == 0.2 else None)
         _model_point(a2, y, scaled, horizontal=True)
