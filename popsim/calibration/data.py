@@ -30,17 +30,8 @@ Codes (CMT for the drug of a dose row, DVID for the analyte of an observation ro
 | 10 | gonadorelin | ug |  |  |  |  |
 | 11 | fsh | IU |  |  |  |  |
 
-Regimens. :meth:`LabData.regimens` turns each patient's explicit doses into popsim
-courses with this rule: doses are taken in time order per overlap group (all TRT
-products form one group, each protocol drug its own, because popsim.dosing.regimen
-forbids overlapping courses within a group); a maximal run of consecutive doses of one
-product with equal amounts and equal spacing (within 1e-6 days) is one course, with
-``interval`` the spacing and ``duration = n * interval`` (doses at
-``start + k * interval, k < n``), cut short at the first dose of the next course of the
-group if that comes sooner. Runs are found greedily from the earliest dose. A dose that
-fits no run is a one-dose course whose interval is the time to the group's next dose
-(for the group's last dose: the interval of the course before it, or 1 day when the
-drug was given once). The courses reproduce the dose times and amounts exactly.
+Regimens: :meth:`LabData.regimens` turns each patient's doses into popsim courses
+(popsim.calibration.lab_regimens gives the rule).
 """
 
 from __future__ import annotations
@@ -56,8 +47,9 @@ import numpy as np
 import pandas as pd
 
 from popsim.dosing.drugs import PROTOCOL_DRUGS, TRT_PRODUCTS, Product
-from popsim.dosing.regimen import DrugCourse, Regimen, TRTCourse, validate_regimen
+from popsim.dosing.regimen import Regimen, validate_regimen
 from popsim.units import ANALYTE_UNIT_FACTORS, DOSE_UNIT_FACTORS, TIME_UNIT_TO_DAYS
+from popsim.calibration.lab_regimens import regimen_from_doses
 from popsim.calibration.lab_schema import (  # noqa: F401 - re-exported: the public names of this module
     ROW_CONVENTION, Column, REQUIRED_COLUMNS, SCHEMA, CMT_CODES, DVID_CODES, ANALYTE_OBSERVABLES, ANALYTE_CANONICAL_UNITS, ANALYTE_ALIASES,
     DRUG_ALIASES, ALL_DRUGS, _MISSING, _SPACING_TOL_DAYS, _SINGLE_DOSE_INTERVAL_DAYS, _MAX_ADDL, Problem, LabDataError, LabDataWarning,
@@ -183,7 +175,7 @@ class LabData:
         """One popsim Regimen per patient, reproducing the doses (module docstring: the rule)."""
         out = []
         for i, history in enumerate(self.doses):
-            regimen = _regimen_from_doses(history)
+            regimen = regimen_from_doses(history.time_days, history.drug, history.amount)
             validate_regimen(regimen, where=f"regimen of ID {self.ids[i]}")
             out.append(regimen)
         return out
@@ -858,64 +850,3 @@ def _expand_doses(doses: list[_Dose], order: list[str], problems: _Collector):
                              f"{ALL_DRUGS[drug].dose_unit})")
         out[pid] = merged
     return out, notes
-
-
-# ----------------------------------------------------------------------------- regimens
-
-
-def _runs(times: np.ndarray, drugs: Sequence[str], amounts: np.ndarray) -> list[tuple[int, int]]:
-    """Greedy maximal runs [i, j] of one drug, equal amounts and equal spacing."""
-    runs = []
-    i, m = 0, len(times)
-
-    def same(a, b):
-        return drugs[a] == drugs[b] and math.isclose(amounts[a], amounts[b], rel_tol=1e-9, abs_tol=0.0)
-
-    while i < m:
-        j = i
-        if i + 1 < m and same(i, i + 1):
-            spacing = times[i + 1] - times[i]
-            j = i + 1
-            while j + 1 < m and same(i, j + 1) and abs(times[j + 1] - times[j] - spacing) <= _SPACING_TOL_DAYS:
-                j += 1
-        runs.append((i, j))
-        i = j + 1
-    return runs
-
-
-def _regimen_from_doses(history: DoseHistory) -> Regimen:
-    trt: list[TRTCourse] = []
-    drugs: list[DrugCourse] = []
-    groups: dict[str, list[int]] = {}
-    for k, drug in enumerate(history.drug):
-        groups.setdefault("trt" if drug in TRT_PRODUCTS else drug, []).append(k)
-    for members in groups.values():
-        sel = np.array(members, int)
-        times, names, amounts = history.time_days[sel], list(history.drug[sel]), history.amount[sel]
-        runs = _runs(times, names, amounts)
-        previous_interval = None
-        for r, (i, j) in enumerate(runs):
-            n = j - i + 1
-            start = float(times[i])
-            next_start = float(times[runs[r + 1][0]]) if r + 1 < len(runs) else None
-            if n >= 2:
-                interval = float(times[j] - times[i]) / (n - 1)
-            elif next_start is not None:
-                interval = next_start - start
-            else:
-                interval = previous_interval or _SINGLE_DOSE_INTERVAL_DAYS
-            end = start + n * interval
-            if next_start is not None:
-                end = min(end, next_start)
-            previous_interval = interval
-            drug, amount = names[i], float(amounts[i])
-            unit = ALL_DRUGS[drug].dose_unit
-            if drug in TRT_PRODUCTS:
-                trt.append(TRTCourse(product=drug, dose=amount, dose_unit=unit, interval_days=interval,
-                                     duration_days=end - start, start_day=start))
-            else:
-                drugs.append(DrugCourse(drug=drug, dose=amount, dose_unit=unit, interval_days=interval,
-                                        start_day=start, stop_day=end))
-    trt.sort(key=lambda c: c.start_day)
-    drugs.sort(key=lambda c: (c.drug, c.start_day))
-    return Regimen(trt=tuple(trt), drugs=tuple(drugs))
