@@ -121,12 +121,16 @@ def patient_constants(p: Params) -> dict[str, jnp.ndarray]:
         "log_itt_support_ec50_abs": jnp.log(p["itt_support_ec50"] * p["itt_serum_ratio"] * p["t_base_nmol_l"]),
         "log_fsh_support_ec50": jnp.log(p["fsh_support_ec50"]),
         "log_t_base": jnp.log(p["t_base_nmol_l"]),
+        "log_itt_base": jnp.log(p["itt_serum_ratio"] * p["t_base_nmol_l"]),
         "log_gonadorelin_sustained_ec50": jnp.log(p["gonadorelin_sustained_ec50_ug_day"]),
         "inv_drive_base": 1.0 / (_inhibition(ft_base, p["ic50_free_t_pmol_l"], p["hill_free_t"])
                                  * _inhibition(p["e2_base_pg_ml"], p["ic50_e2_pg_ml"], p["hill_e2"])),
         "inv_leydig_output_base": 1.0 / _leydig_output(p["lh_base_iu_l"], p),
         "inv_free_t_base": 1.0 / ft_base,
         "inv_e2_base": 1.0 / p["e2_base_pg_ml"],
+        "e2_independent_pg_ml": p["e2_t_independent_fraction"] * p["e2_base_pg_ml"],
+        "e2_per_t": (1.0 - p["e2_t_independent_fraction"]) * p["e2_base_pg_ml"] / p["t_base_nmol_l"],
+        "inv_hcg_lh_max": 1.0 / p["hcg_lh_max_iu_l"],
         "inv_lh_base": 1.0 / p["lh_base_iu_l"],
         "inv_fsh_base": 1.0 / p["fsh_base_iu_l"],
         "inv_t_base": 1.0 / p["t_base_nmol_l"],
@@ -161,7 +165,7 @@ def _hormones(y, exposure, p: Params, c: Params):
     used once, which lets XLA fuse the field into fewer kernels.
     """
     y = jnp.maximum(y, 0.0)
-    t_base, e2_base = p["t_base_nmol_l"], p["e2_base_pg_ml"]
+    t_base = p["t_base_nmol_l"]
     shbg_base = p["shbg_base_nmol_l"]
 
     # Hypothalamus: absolute androgen and estrogen feedback, normalised to the man's own
@@ -190,7 +194,13 @@ def _hormones(y, exposure, p: Params, c: Params):
     fsh = fsh_endogenous if exposure["fsh_exogenous_iu_l"] is None else fsh_endogenous + exposure["fsh_exogenous_iu_l"]
 
     # Leydig cells: T production from LH (+ hCG at the LH receptor) times capacity.
-    lh_effective = lh if exposure["hcg_iu_l"] is None else lh + p["hcg_lh_equivalence"] * exposure["hcg_iu_l"]
+    # hCG's LH-equivalent stimulus saturates (receptor down-regulation / steroidogenic
+    # desensitisation at higher doses): e C / (1 + e C / M), slope e at low doses.
+    if exposure["hcg_iu_l"] is None:
+        lh_effective = lh
+    else:
+        hcg_equivalent = p["hcg_lh_equivalence"] * jnp.maximum(exposure["hcg_iu_l"], 0.0)
+        lh_effective = lh + hcg_equivalent / (1.0 + hcg_equivalent * c["inv_hcg_lh_max"])
     leydig_output = 1.0 + p["leydig_lh_max_fold"] * _hill_log(_log(lh_effective), c["log_leydig_lh_ec50"],
                                                               p["leydig_lh_hill"])
     production_rel = y[S.LEYDIG_CAPACITY] * leydig_output * c["inv_leydig_output_base"]
@@ -210,8 +220,10 @@ def _hormones(y, exposure, p: Params, c: Params):
     itt_base = c["itt_base_nmol_l"]
     itt = (itt_base - p["itt_diffusion_ratio"] * t_base) * production_rel + p["itt_diffusion_ratio"] * total_t
 
-    # Estradiol: aromatisation of total T, inhibited by anastrozole.
-    e2 = e2_base * (total_t * c["inv_t_base"])
+    # Estradiol: a share from circulating T (aromatisation of total T) and a share that does
+    # not follow serum T (adrenal androstenedione -> estrone -> E2), both through aromatase,
+    # which anastrozole inhibits.
+    e2 = c["e2_independent_pg_ml"] + c["e2_per_t"] * total_t
     if exposure["anastrozole_ng_ml"] is not None:
         e2 = e2 * (1.0 - p["anastrozole_imax"] * _michaelis(exposure["anastrozole_ng_ml"], p["anastrozole_ic50_ng_ml"]))
 
@@ -228,7 +240,8 @@ def _hormones(y, exposure, p: Params, c: Params):
     estrogen_signal = (e2 + agonism) / occupancy_divisor
 
     # Spermatogenic support: normalised ITT and FSH (Sertoli) support, 1 at baseline.
-    h_t = _hill_log(_log(itt), c["log_itt_support_ec50_abs"], p["itt_support_hill"]) * c["support_norm_itt"]
+    log_itt = _log(itt)
+    h_t = _hill_log(log_itt, c["log_itt_support_ec50_abs"], p["itt_support_hill"]) * c["support_norm_itt"]
     h_f = _hill_log(log_sertoli, c["log_fsh_support_ec50"], p["fsh_support_hill"]) * c["support_norm_fsh"]
     w_t, w_f = p["support_weight_itt"], p["support_weight_fsh"]
     support = w_t * h_t + w_f * h_f + (1.0 - w_t - w_f) * h_t * h_f
@@ -248,7 +261,9 @@ def _hormones(y, exposure, p: Params, c: Params):
         "spermatogenic_support": support,
         "sperm_concentration_m_ml": p["sperm_base_m_ml"] * y[S.EPIDIDYMAL_SPERM],
     }
-    return out, {"log_gnrh_stimulation": log_stimulation}
+    # Hormonal drive of germ-cell survival: log of (Sertoli function x ITT / baseline ITT).
+    log_survival_drive = log_sertoli + log_itt - c["log_itt_base"]
+    return out, {"log_gnrh_stimulation": log_stimulation, "log_survival_drive": log_survival_drive}
 
 
 # Reported slow states (normalised, 1 = the man's own baseline).
@@ -322,6 +337,10 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     ratio = jnp.maximum(support, 0.0) / p["germ_death_support_ec50"]
     ratio2 = ratio * ratio
     death = p["germ_death_max_per_day"] * jnp.maximum(1.0 / (1.0 + ratio2 * ratio2) - c["death_at_baseline"], 0.0)
+    # Impaired testes lose germ cells at baseline (normalised away: states are relative to the
+    # man's own output); hormonal drive above baseline lowers that loss, below raises it.
+    death = death - p["germ_loss_impaired_per_day"] * jnp.tanh(0.5 * p["germ_survival_hormone_exponent"]
+                                                                 * logs["log_survival_drive"])
     germ = y[S.GERM_FIRST:S.GERM_LAST + 1]
     inflow = jnp.concatenate([jnp.reshape(reserve * support, (1,)), germ[:-1]])
     d_germ = c["k_transit_per_day"] * (inflow - germ) - death * germ

@@ -79,9 +79,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "depot release of testosterone enanthate", "release t1/2 4.5 d (Swiss label, " + MF + " 5.1)"),
     _p("k_release_cypionate_per_day", LN2 / 8.0, "1/day", "testosterone_pk",
        "depot release of testosterone cypionate", "t1/2 ~8 d (US label, " + MF + " 5.1)"),
-    _p("k_release_undecanoate_per_day", LN2 / 25.0, "1/day", "testosterone_pk",
+    _p("k_release_undecanoate_per_day", LN2 / 34.0, "1/day", "testosterone_pk",
        "depot release of testosterone undecanoate (IM)",
-       "terminal t1/2 21-34 d (" + MF + " 5.1); 25 d assumed"),
+       "terminal t1/2 21-34 d (" + MF + " 5.1); 34 d (castor oil) calibrated to C2 (long-acting preparation "
+       "recovers more slowly, Liu 2006)"),
     _p("t_content_enanthate", 0.72, "1", "testosterone_pk", "testosterone mass fraction of the ester",
        "180 mg T in 250 mg TE (Swiss label)"),
     _p("t_content_cypionate", 0.70, "1", "testosterone_pk", "testosterone mass fraction of the ester",
@@ -94,9 +95,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "assumption: gel dries within hours"),
     _p("k_skin_release_per_day", LN2 / 0.5, "1/day", "testosterone_pk",
        "release from the skin reservoir into plasma", "assumption: ~10% absorbed over 24 h, flat daily profile"),
-    _p("shbg_clearance_exponent", 0.75, "1", "testosterone_pk",
+    _p("shbg_clearance_exponent", 0.85, "1", "testosterone_pk",
        "clearance of total T scales as (SHBG/SHBG_base)^-exponent",
-       "calibrated to C5 (serum T 1.5x/3x placebo at 100/300 mg TE)"),
+       "calibrated to C5 (serum T 1.5x/3x placebo at 100/300 mg TE); refit with the C5-C7 feedback "
+       "(docs/validation.md)"),
     # --- Protocol-drug pharmacokinetics
     _p("k_absorption_hcg_per_day", 3.0, "1/day", "drug_pk", "hCG absorption (SC/IM)",
        "peak response ~6 h (" + MF + " 6.5)"),
@@ -140,15 +142,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("k_feedback_per_day", LN2 / 0.5, "1/day", "hypothalamus",
        "equilibration of the feedback signals with serum free T and estrogen activity",
        "assumption: LH falls within days of a T injection (Coviello 2005)"),
-    _p("ic50_free_t_pmol_l", 250.0, "pmol/L", "hypothalamus",
+    _p("ic50_free_t_pmol_l", 225.0, "pmol/L", "hypothalamus",
        "free T halving GnRH drive (androgen-receptor feedback)",
-       "calibrated to C5/C6 (LH ED50 ~50 mg TE/week, LH <10% at 200 mg)"),
-    _p("hill_free_t", 5.0, "1", "hypothalamus", "steepness of androgen feedback", "calibrated to C5/C6"),
-    _p("ic50_e2_pg_ml", 15.0, "pg/mL", "hypothalamus",
+       "calibrated jointly to C5/C6/C7 (LH ED50 ~50 mg TE/week, LH <10% at 200 mg, clomiphene T 250 -> "
+       "~600 ng/dL; docs/validation.md)"),
+    _p("hill_free_t", 3.5, "1", "hypothalamus", "steepness of androgen feedback", "calibrated to C5/C6/C7"),
+    _p("ic50_e2_pg_ml", 9.3, "pg/mL", "hypothalamus",
        "estrogen signal halving GnRH drive (estrogen-receptor feedback)",
-       "calibrated to C7 (clomiphene, anastrozole raise LH)"),
-    _p("hill_e2", 2.0, "1", "hypothalamus", "steepness of estrogen feedback",
-       "Pitteloud 2008: castration + aromatase block raise LH ~3x"),
+       "calibrated jointly to C5/C6/C7 (clomiphene and anastrozole raise LH and T)"),
+    _p("hill_e2", 5.4, "1", "hypothalamus", "steepness of estrogen feedback",
+       "calibrated to C5/C6/C7: estrogen-receptor feedback carries most of the loop gain, so blocking it "
+       "(clomiphene) lets T double in low-T men (Helo 2017, Katz 2012) while exogenous T still "
+       "suppresses LH (Pitteloud 2008, Finkelstein 1991: E2 feedback at hypothalamus and pituitary)"),
     _p("ki_enclomiphene_ng_ml", 1.0, "ng/mL", "hypothalamus",
        "enclomiphene concentration halving estrogen-receptor signalling",
        "calibrated to C7 (Helo 2017, Katz 2012)"),
@@ -161,10 +166,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "assumption: 20 mg/day comparable to clomiphene 150 mg (Vermeulen 1978)"),
     # --- Pituitary
     _p("lh_gnrh_exponent", 1.0, "1", "pituitary", "LH secretion ~ (GnRH drive)^exponent", "assumption"),
-    _p("fsh_gnrh_exponent", 1.2, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
-       "calibrated to C6 (FSH 3% of baseline on TE)"),
-    _p("fsh_inhibin_exponent", 0.8, "1", "pituitary", "FSH ~ (inhibin B/baseline)^-exponent",
-       "inhibin B vs FSH r = -0.78 (Pierik 1998)"),
+    _p("fsh_gnrh_exponent", 1.7, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
+       "calibrated to C5/C6 (FSH 3% of baseline on TE; FSH ~ LH at 50 mg TE/week)"),
+    _p("fsh_inhibin_exponent", 0.6, "1", "pituitary", "FSH ~ (inhibin B/baseline)^-exponent",
+       "assumption (inhibin B vs FSH r = -0.78, Pierik 1998); 0.6 calibrated to C5 (FSH at 100 mg TE/week "
+       "as suppressed as at 300 mg)"),
     _p("k_pituitary_reserve_per_day", 1.0 / 30.0, "1/day", "pituitary",
        "adaptation of gonadotroph reserve to GnRH stimulation",
        "LH recovers over months after long TRT (MODEL.md; calibrated to C1/C4)"),
@@ -191,8 +197,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("leydig_lh_hill", 1.9, "1", "leydig", "Hill coefficient of LH on T production", "Tornøe 2007 kappa"),
     _p("leydig_lh_max_fold", 77.5, "1", "leydig", "maximal LH stimulation over LH-independent production",
        "Tornøe 2007 Lmax"),
-    _p("hcg_lh_equivalence", 0.105, "1", "leydig", "IU/L of LH equivalent to 1 IU/L of hCG at the LH receptor",
+    _p("hcg_lh_equivalence", 0.4, "1", "leydig", "IU/L of LH equivalent to 1 IU/L of hCG at the LH receptor at low hCG concentrations",
        "calibrated to C6 (Coviello 2005 ITT with hCG 125-500 IU)"),
+    _p("hcg_lh_max_iu_l", 7.0, "IU/L", "leydig",
+       "maximal LH-equivalent stimulus of hCG (saturation of the hCG response at the LH receptor)",
+       "calibrated to C6: ITT rises less than in proportion to the hCG dose (Coviello 2005: 75/93/126% at "
+       "125/250/500 IU); hCG desensitises Leydig steroidogenesis (Saez & Forest 1979, " + MF + " 6.5)"),
     _p("leydig_floor", 0.35, "1", "leydig", "Leydig capacity left after prolonged absence of LH",
        "assumption: T recovers within months of a cycle (C8)"),
     _p("leydig_max_capacity_age30", 1.5, "1", "leydig", "maximal Leydig capacity under strong LH/hCG at 30 y",
@@ -215,6 +225,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("anastrozole_ic50_ng_ml", 12.0, "ng/mL", "estradiol", "anastrozole giving half-maximal aromatase inhibition",
        "calibrated to C7: ~60% aromatase inhibition at 1 mg/day, T/E2 x2.5 (Raman & Schlegel 2002; "
        "Leder 2004: E2/T fell 61% on 1 mg/day)"),
+    _p("e2_t_independent_fraction", 0.58, "1", "estradiol",
+       "share of baseline E2 that does not follow serum T (aromatisation of adrenal androstenedione via "
+       "estrone)",
+       "derived: T->E2 transfer 0.2-0.39% x T production 6.5 mg/day = 13-25 ug/day of an E2 production of "
+       "25-45 ug/day, so 0-70% of E2 is not from serum T (" + MF + " 2); calibrated to C7 (T/E2 x1.3-2.0 on "
+       "clomiphene)"),
     _p("k_shbg_per_day", LN2 / 7.0, "1/day", "shbg", "turnover of SHBG", "SHBG t1/2 ~7 d (assumption)"),
     _p("shbg_androgen_exponent", 0.3, "1", "shbg", "SHBG target ~ (total T/baseline)^-exponent",
        "androgens lower hepatic SHBG (assumption)"),
@@ -235,9 +251,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "(docs/validation.md): median return to 3/10 M/mL 2.5/3.0 months, suppression to <=1 M/mL ~13 wk"),
     _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
        "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md)"),
-    _p("itt_support_ec50", 0.12, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
-       "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline)"),
-    _p("itt_support_hill", 4.0, "1", "spermatogenesis", "steepness of ITT support", "assumption"),
+    _p("itt_support_ec50", 0.18, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
+       "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline); calibrated to C3/C5 (sperm halved "
+       "at 50 mg TE/week, Matsumoto 1990)"),
+    _p("itt_support_hill", 3.0, "1", "spermatogenesis", "steepness of ITT support", "assumption; calibrated to C3/C5"),
     _p("fsh_support_ec50", 0.3, "1", "spermatogenesis", "Sertoli function giving half FSH support", "assumption"),
     _p("fsh_support_hill", 2.0, "1", "spermatogenesis", "steepness of FSH support", "assumption"),
     _p("support_weight_itt", 0.50, "1", "spermatogenesis", "share of output sustained by ITT alone",
@@ -258,6 +275,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "recovery of the spermatogonial reserve at 30 y",
        "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
        "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),
+    _p("germ_loss_impaired_per_day", 0.0, "1/day", "spermatogenesis",
+       "germ-cell loss per pipeline stage at baseline support in an impaired testis (0 in a healthy man; "
+       "set from testicular_function by the covariate model)",
+       "derived: survival (k_tr / (k_tr + loss))^12 = testicular function (excess germ-cell apoptosis in "
+       "oligozoospermia; Sinha Hikim & Swerdloff 1999, Amann 2008 in " + MF + " 4.2)", positive=False),
+    _p("germ_survival_hormone_exponent", 2.0, "1", "spermatogenesis",
+       "how strongly hormonal drive (Sertoli function x ITT, relative to baseline) lowers that loss",
+       "calibrated to C7 (anastrozole in oligospermic men: concentration x2.8, Raman & Schlegel 2002); "
+       "FSH and T are germ-cell survival factors (Sinha Hikim & Swerdloff 1999)"),
     _p("reserve_recovery_decline_per_year", 0.01, "1/year", "spermatogenesis",
        "fractional slowing of reserve recovery per year of age over 30", "assumption"),
     # --- Semen observation

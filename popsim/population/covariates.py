@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from popsim.model.parameters import ParamSpec, default_parameters
+from popsim.model.state import N_GERM_STAGES
 
 MF = "model-facts.md"
 
@@ -46,14 +47,14 @@ COVARIATE_EFFECTS: tuple[ParamSpec, ...] = (
     _c("testicular_function_sperm_exponent", 1.0, "1", "baseline sperm ~ testicular_function^exponent", "assumption"),
     _c("testicular_function_inhibin_exponent", 0.7, "1", "baseline inhibin B ~ testicular_function^exponent",
        "inhibin B lower in infertile men (78 vs 132 pg/mL)"),
-    _c("asian_itt_support_ec50_factor", 2.2, "1", "ITT support threshold in Asian men relative to others",
-       "calibrated to C3 (first pass; azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
+    _c("asian_itt_support_ec50_factor", 1.9, "1", "ITT support threshold in Asian men relative to others",
+       "calibrated to C3 (azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
     _c("reserve_recovery_change_per_year", 0.03, "1/year",
        "fractional change of the spermatogonial recovery rate per year of age relative to the reference age "
        "(constant beyond 51 y; floored at 0.2x)",
        "calibrated to C2: within 18-51 y older men recovered faster (Liu 2006); no mechanistic human data, "
        "empirical direction only"),
-    _c("asian_reserve_recovery_factor", 2.0, "1", "spermatogonial recovery rate in Asian men relative to others",
+    _c("asian_reserve_recovery_factor", 3.0, "1", "spermatogonial recovery rate in Asian men relative to others",
        "calibrated to C2 (first pass; Asian men recover faster, Liu 2006): offsets the deeper suppression "
        "of Asian men, which otherwise slows their recovery"),
 )
@@ -107,6 +108,10 @@ def typical_parameters(age_years, bmi_kg_m2, asian, testicular_function,
     p["motility_fraction"] = p["motility_fraction"] * factor(e["motility_change_per_year"] * older)
     p["sperm_base_m_ml"] = p["sperm_base_m_ml"] * tf ** e["testicular_function_sperm_exponent"]
     p["inhibin_b_base_pg_ml"] = p["inhibin_b_base_pg_ml"] * tf ** e["testicular_function_inhibin_exponent"]
+    # Impaired testes: the lower output is excess germ-cell loss along the pipeline,
+    # (k_tr / (k_tr + loss))^N = testicular_function (hpg.vector_field).
+    k_transit = N_GERM_STAGES / p["spermatogenesis_days"]
+    p["germ_loss_impaired_per_day"] = k_transit * (np.minimum(tf, 1.0) ** (-1.0 / N_GERM_STAGES) - 1.0)
     p["itt_support_ec50"] = p["itt_support_ec50"] * np.where(asian > 0.5, e["asian_itt_support_ec50_factor"], 1.0)
     p["k_reserve_recovery_per_day"] = p["k_reserve_recovery_per_day"] * np.where(
         asian > 0.5, e["asian_reserve_recovery_factor"], 1.0) * factor(

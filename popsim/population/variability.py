@@ -86,6 +86,8 @@ DEFAULT_VARIABILITY = Variability(
         # spread makes a slow-recovering minority (C1 tail: 10% not at 20 M/mL by 12 months).
         ("k_reserve_recovery_per_day", 2.2), ("k_reserve_depletion_per_day", 2.5),
         ("spermatogenesis_days", 0.05),
+        # Leydig sensitivity to LH: Tornoe 2007 population fit (IIV CV 46% on L50).
+        ("leydig_lh_ec50_iu_l", 0.46),
     ),
     correlation=(
         ("sperm_base_m_ml", "inhibin_b_base_pg_ml", 0.5),
@@ -99,5 +101,8 @@ DEFAULT_VARIABILITY = Variability(
         # faster are suppressed faster and also refill faster.
         ("lh_base_iu_l", "k_reserve_recovery_per_day", -0.3),
         ("germ_death_max_per_day", "k_reserve_recovery_per_day", 0.4),
+        # Men whose Leydig cells need more LH make less T at the same LH (assumption; C7: low-T
+        # men with normal LH double T on clomiphene, Helo 2017, Katz 2012).
+        ("t_base_nmol_l", "leydig_lh_ec50_iu_l", -0.5),
     ),
 )
