@@ -75,18 +75,22 @@ def build_trt(cfg: PopsimConfig) -> TRTDesign:
     for i, arm in enumerate(t.arms):
         if arm.product not in TRT_PRODUCTS:
             raise ConfigError(f"trt.arms[{i}].product '{arm.product}' is invalid; valid values are {list(TRT_PRODUCTS)}")
+        if not arm.first_dose_extra_mg >= 0:
+            raise ConfigError(f"trt.arms[{i}].first_dose_extra_mg must be >= 0, got {arm.first_dose_extra_mg!r}")
         arms.append(TRTArm(arm.product, arm.weight, _distribution(arm.dose_mg, f"trt.arms[{i}].dose_mg"),
-                           _distribution(arm.interval_days, f"trt.arms[{i}].interval_days")))
+                           _distribution(arm.interval_days, f"trt.arms[{i}].interval_days"), float(arm.first_dose_extra_mg)))
     if t.ester != "mixed":
         chosen = [a for a in arms if a.product == t.ester]
-        arms = [TRTArm(t.ester, 1.0, chosen[0].dose_mg, chosen[0].interval_days) if chosen
+        arms = [TRTArm(t.ester, 1.0, chosen[0].dose_mg, chosen[0].interval_days, chosen[0].first_dose_extra_mg) if chosen
                 else TRTArm(t.ester, 1.0)]
     if t.dose_mg is not None:
         _positive(t.dose_mg, "trt.dose_mg")
-        arms = [TRTArm(a.product, a.weight, Distribution("fixed", value=t.dose_mg), a.interval_days) for a in arms]
+        arms = [TRTArm(a.product, a.weight, Distribution("fixed", value=t.dose_mg), a.interval_days, a.first_dose_extra_mg)
+                for a in arms]
     if t.interval_days is not None:
         _positive(t.interval_days, "trt.interval_days")
-        arms = [TRTArm(a.product, a.weight, a.dose_mg, Distribution("fixed", value=t.interval_days)) for a in arms]
+        arms = [TRTArm(a.product, a.weight, a.dose_mg, Distribution("fixed", value=t.interval_days), a.first_dose_extra_mg)
+                for a in arms]
     if t.duration_months is not None:
         _positive(t.duration_months, "trt.duration_months")
         duration = Distribution("fixed", value=t.duration_months * DAYS_PER_MONTH)

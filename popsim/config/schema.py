@@ -60,6 +60,7 @@ class TRTArmConfig:
     weight: float = 1.0
     dose_mg: DistributionConfig = field(default_factory=lambda: DistributionConfig("fixed", value=200.0))
     interval_days: DistributionConfig = field(default_factory=lambda: DistributionConfig("fixed", value=7.0))
+    first_dose_extra_mg: float = 0.0  # loading dose: extra ester mass with the first injection
 
 
 @dataclass

@@ -168,8 +168,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("lh_gnrh_exponent", 1.0, "1", "pituitary", "LH secretion ~ (GnRH drive)^exponent", "assumption"),
     _p("fsh_gnrh_exponent", 1.7, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
        "calibrated to C5/C6 (FSH 3% of baseline on TE; FSH ~ LH at 50 mg TE/week)"),
-    _p("fsh_inhibin_exponent", 0.6, "1", "pituitary", "FSH ~ (inhibin B/baseline)^-exponent",
-       "assumption (inhibin B vs FSH r = -0.78, Pierik 1998); 0.6 calibrated to C5 (FSH at 100 mg TE/week "
+    _p("fsh_inhibin_exponent", 0.5, "1", "pituitary", "FSH ~ (inhibin B/baseline)^-exponent",
+       "assumption (inhibin B vs FSH r = -0.78, Pierik 1998); 0.5 calibrated to C5 (FSH at 100 mg TE/week "
        "as suppressed as at 300 mg)"),
     _p("k_pituitary_reserve_per_day", 1.0 / 30.0, "1/day", "pituitary",
        "adaptation of gonadotroph reserve to GnRH stimulation",
@@ -251,7 +251,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "(docs/validation.md): median return to 3/10 M/mL 2.5/3.0 months, suppression to <=1 M/mL ~13 wk"),
     _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
        "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md)"),
-    _p("itt_support_ec50", 0.18, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
+    _p("itt_support_ec50", 0.165, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
        "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline); calibrated to C3/C5 (sperm halved "
        "at 50 mg TE/week, Matsumoto 1990)"),
     _p("itt_support_hill", 3.0, "1", "spermatogenesis", "steepness of ITT support", "assumption; calibrated to C3/C5"),

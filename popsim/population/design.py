@@ -29,12 +29,17 @@ class CovariateSpec:
 
 @dataclass(frozen=True)
 class TRTArm:
-    """One TRT product of a cohort, chosen with probability proportional to ``weight``."""
+    """One TRT product of a cohort, chosen with probability proportional to ``weight``.
+
+    ``first_dose_extra_mg`` is added to the first injection (a loading dose, e.g. 500 for
+    testosterone undecanoate 1000 mg then 500 mg monthly); 0 = none.
+    """
 
     product: str
     weight: float = 1.0
     dose_mg: Distribution = fixed(200.0)
     interval_days: Distribution = fixed(7.0)
+    first_dose_extra_mg: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ class CohortDesign:
                                    f"{sorted(TRT_PRODUCTS)}")
             if arm.weight < 0:
                 raise ValueError(f"trt.arms[{i}].weight must be >= 0, got {arm.weight}")
+            if not arm.first_dose_extra_mg >= 0:
+                raise ValueError(f"trt.arms[{i}].first_dose_extra_mg must be >= 0, got {arm.first_dose_extra_mg}")
             arm.dose_mg.validate(f"trt.arms[{i}].dose_mg")
             arm.interval_days.validate(f"trt.arms[{i}].interval_days")
         if sum(arm.weight for arm in self.trt.arms) <= 0:

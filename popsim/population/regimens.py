@@ -57,10 +57,12 @@ def _n_doses(duration, interval):
 
 
 def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol) -> CohortDosing:
-    """Dose table of each patient: one TRT row then one row per protocol species.
+    """Dose table of each patient: one TRT row (plus one loading-dose row when any man has
+    a loading dose) then one row per protocol species.
 
     Args:
-        trt: ``{product_index, dose_mg, interval_days, duration_days, start_day}`` arrays.
+        trt: ``{product_index, dose_mg, interval_days, duration_days, start_day}`` arrays,
+            optionally ``first_dose_extra_mg`` (extra amount with the first injection).
         protocol: the recovery protocol (courses anchored to each patient's TRT).
     """
     n = trt["dose_mg"].shape[0]
@@ -72,6 +74,14 @@ def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol) -> CohortDosin
                "trt_start": summary.first_dose_day, "day0": np.zeros(n)}
     species = [np.asarray([SPECIES_INDEX[TRT_PRODUCTS[PRODUCT_NAMES[i]].species[0]] for i in range(len(PRODUCT_NAMES))])[trt["product_index"]]]
     amount, start, interval, count, scale = [trt["dose_mg"]], [trt["start_day"]], [trt["interval_days"]], [n_trt], [np.ones(n)]
+    extra = np.asarray(trt.get("first_dose_extra_mg", np.zeros(n)), float)
+    if np.any(extra > 0):
+        species.append(species[0])
+        amount.append(extra)
+        start.append(trt["start_day"])
+        interval.append(trt["interval_days"])
+        count.append(np.where(extra > 0, 1, 0).astype(np.int32))
+        scale.append(np.ones(n))
     course_first_row = []
     for c, course in enumerate(protocol.courses):
         product = PROTOCOL_DRUGS[course.drug]

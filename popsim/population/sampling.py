@@ -34,7 +34,7 @@ class Cohort(NamedTuple):
         cell: index of the grid cell.
         covariates: ``{age_years, bmi_kg_m2, asian, testicular_function}``.
         params: ``{model parameter: (n,)}``.
-        trt: ``{product_index, dose_mg, interval_days, duration_days, start_day}``.
+        trt: ``{product_index, dose_mg, interval_days, duration_days, start_day, first_dose_extra_mg}``.
     """
 
     patient_id: np.ndarray
@@ -89,15 +89,17 @@ def sample_cohort(design: CohortDesign, key, patient_ids) -> Cohort:
     arm_index = np.asarray(jax.vmap(lambda k: jax.random.categorical(jax.random.fold_in(k, 0), weights))(trt_keys))
     dose = np.zeros(ids.size)
     interval = np.zeros(ids.size)
+    first_extra = np.zeros(ids.size)
     for a, arm in enumerate(arms):
         d = np.asarray(jax.vmap(lambda k, dist=arm.dose_mg: dist.sample(jax.random.fold_in(k, 1)))(trt_keys), float)
         iv = np.asarray(jax.vmap(lambda k, dist=arm.interval_days: dist.sample(jax.random.fold_in(k, 2)))(trt_keys), float)
         dose = np.where(arm_index == a, d, dose)
         interval = np.where(arm_index == a, iv, interval)
+        first_extra = np.where(arm_index == a, float(arm.first_dose_extra_mg), first_extra)
     duration = np.asarray(jax.vmap(lambda k: design.trt.duration_days.sample(jax.random.fold_in(k, 3)))(trt_keys), float)
     product = np.asarray([PRODUCT_NAMES.index(arms[a].product) for a in arm_index], np.int32) if ids.size else np.zeros(0, np.int32)
     trt = {"product_index": product, "dose_mg": dose, "interval_days": interval, "duration_days": duration,
-           "start_day": np.full(ids.size, float(design.trt.start_day))}
+           "start_day": np.full(ids.size, float(design.trt.start_day)), "first_dose_extra_mg": first_extra}
 
     # Factorial grid values override the sampled ones, cell by cell.
     for c, values in enumerate(cells):

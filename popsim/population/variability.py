@@ -79,9 +79,9 @@ DEFAULT_VARIABILITY = Variability(
         ("k_release_cypionate_per_day", 0.20), ("k_release_undecanoate_per_day", 0.20),
         ("ic50_free_t_pmol_l", 0.20), ("k_pituitary_reserve_per_day", 0.40),
         ("k_leydig_regrowth_per_day", 0.40), ("k_leydig_atrophy_per_day", 0.30),
-        # Suppression heterogeneity: calibrated to C3 (first pass): ~1/3 of non-Asian men keep
+        # Suppression heterogeneity: calibrated to C3 (and C5): ~1/3 of non-Asian men keep
         # some sperm (0.05-3 M/mL) on TE 200 mg/week, >= 94% fall below 3 M/mL by 6 months.
-        ("itt_support_ec50", 0.60), ("germ_death_max_per_day", 1.3),
+        ("itt_support_ec50", 0.80), ("germ_death_max_per_day", 1.3),
         # Reserve rates: calibrated to C1/C4 (docs/validation.md); the wide, negatively correlated
         # spread makes a slow-recovering minority (C1 tail: 10% not at 20 M/mL by 12 months).
         ("k_reserve_recovery_per_day", 2.2), ("k_reserve_depletion_per_day", 2.5),

@@ -32,9 +32,10 @@ C6_HCG_IU = (0.0, 125.0, 250.0, 500.0)
 C5_DOSES_MG = (25.0, 50.0, 100.0, 300.0)
 # C8: a testosterone-based cycle of ~3-4 months (HAARLEM median cycle ~13 weeks).
 C8_DOSE_MG, C8_WEEKS = 500.0, 14
-# C2: a long-acting arm (testosterone undecanoate 500 mg monthly, as in the Chinese
-# contraception trials pooled by Liu 2006) beside TE 200 mg weekly.
-C2_UNDECANOATE = TRTArm("undecanoate", 0.25, fixed(500.0), fixed(30.0))
+# C2: a long-acting arm (testosterone undecanoate 1000 mg loading dose then 500 mg monthly,
+# as in the Chinese contraception trials pooled by Liu 2006, e.g. Gu 2003) beside TE 200 mg
+# weekly.
+C2_UNDECANOATE = TRTArm("undecanoate", 0.25, fixed(500.0), fixed(30.0), first_dose_extra_mg=500.0)
 
 
 @dataclass(frozen=True)
