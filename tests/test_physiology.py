@@ -174,3 +174,62 @@ def test_hcg_after_trt_speeds_testosterone_recovery():
     day = at(times, stop + 35)
     assert out["total_testosterone_nmol_l"][1, day] > out["total_testosterone_nmol_l"][0, day]
     assert out["itt_nmol_l"][1, day] > out["itt_nmol_l"][0, day]
+
+
+def test_hcg_response_saturates_with_dose():
+    """Coviello 2005 (C6): ITT rises steeply at low hCG doses and less than in proportion
+    at higher ones; a 6000 IU dose raises T ~1.6x within hours (Saez & Forest 1979)."""
+    doses = [0, 125, 250, 500]
+    regimens = [R(trt=[te(200, 1)], drugs=[D("hcg", d, "IU", 2.0, 0.0, 21.0)] if d else []) for d in doses]
+    times, out = run(regimens, days=22, step=1.0)
+    itt = out["itt_nmol_l"][:, at(times, 21)] / out["itt_nmol_l"][:, 0]
+    gain_per_iu = np.diff(itt) / np.diff(doses)
+    assert np.all(np.diff(itt) > 0) and np.all(np.diff(gain_per_iu) < 0), itt
+    times, out = run([R(), R(drugs=[D("hcg", 6000, "IU", 30.0, 0.0, 1.0)])], days=5, step=1 / 6)
+    t = out["total_testosterone_nmol_l"]
+    assert 1.3 < t[1, at(times, 1 / 6)] / t[0, 0] < 2.5
+    assert np.all(t[1, at(times, 0.5):at(times, 4)] < 2.5 * t[0, 0])
+
+
+def test_estradiol_rises_less_than_testosterone_so_the_t_e2_ratio_moves():
+    """Part of E2 does not follow serum T (adrenal androstenedione): the T/E2 ratio rises
+    when T rises (clomiphene x1.3-2.0, Shabsigh 2005, Katz 2012), and on TRT E2 rises less
+    than T."""
+    regimens = [R(), R(drugs=[D("clomiphene", 25, "mg", 1.0, 0.0, 60.0)]), R(trt=[te(200, 3)])]
+    times, out = run(regimens, days=60, step=1.0)
+    day = at(times, 42)
+    ratio = out["total_testosterone_nmol_l"][:, day] / out["estradiol_pg_ml"][:, day]
+    t_fold = out["total_testosterone_nmol_l"][:, day] / out["total_testosterone_nmol_l"][0, day]
+    e2_fold = out["estradiol_pg_ml"][:, day] / out["estradiol_pg_ml"][0, day]
+    assert 1.25 < ratio[1] / ratio[0] < 2.0 and t_fold[1] > 1.5
+    assert 1.0 < e2_fold[2] < t_fold[2] and ratio[2] > ratio[0]
+
+
+def test_anastrozole_response_in_normal_men_matches_published_sizes():
+    """Leder 2004 (1 mg/day: T x1.67, E2 -35%, LH x1.55); Veldhuis 2005 (E2 -50%, LH x2.1)."""
+    regimens = [R(), R(drugs=[D("anastrozole", 1, "mg", 1.0, 0.0, 90.0)])]
+    times, out = run(regimens, days=90, step=1.0)
+    day = at(times, 84)
+    fold = {k: out[k][1, day] / out[k][0, day] for k in ("total_testosterone_nmol_l", "estradiol_pg_ml", "lh_iu_l")}
+    assert 1.3 < fold["total_testosterone_nmol_l"] < 2.2, fold
+    assert 0.4 < fold["estradiol_pg_ml"] < 0.8, fold
+    assert 1.3 < fold["lh_iu_l"] < 2.6, fold
+
+
+def test_extra_hormonal_support_raises_sperm_above_baseline_only_in_impaired_testes():
+    """Impaired testes lose germ cells at baseline and hormones lower that loss
+    (anastrozole in oligospermic men: x2.8, Raman & Schlegel 2002); a healthy testis
+    stays at its own baseline."""
+    from popsim.population.covariates import typical_parameters
+
+    tf = np.array([1.0, 0.1])
+    params = typical_parameters(np.full(2, 35.0), np.full(2, 24.0), np.zeros(2), tf)
+    assert params["germ_loss_impaired_per_day"][0] == 0.0 < params["germ_loss_impaired_per_day"][1]
+    regimens = [R(drugs=[D("anastrozole", 1, "mg", 1.0, 0.0, 120.0)])] * 2
+    times, out = run(regimens, params, days=120, step=1.0)
+    fold = out["sperm_concentration_m_ml"][:, -1] / out["sperm_concentration_m_ml"][:, 0]
+    assert fold[0] < 1.03 and 1.8 < fold[1] < 1 / tf[1], fold
+    # Untreated, the impaired man stays at his own (low) baseline.
+    times, out = run([R()] * 2, params, days=200, step=10.0)
+    np.testing.assert_allclose(out["sperm_concentration_m_ml"], out["sperm_concentration_m_ml"][:, :1] * np.ones((1, times.size)),
+                               rtol=1e-5)

@@ -107,3 +107,24 @@ def test_monitoring_rule_adds_anastrozole_only_for_men_with_high_estradiol():
         idx = np.searchsorted(times, checks)
         idx = idx[idx < times.size]
         assert np.all(e2[i, idx] <= 35.0 + 0.5)
+
+
+def test_loading_dose_adds_one_first_injection_row_only_for_men_who_have_one():
+    from popsim.population.regimens import cohort_dosing
+    from popsim.population.sampling import PRODUCT_NAMES
+
+    tu = PRODUCT_NAMES.index("undecanoate")
+    trt = {"product_index": np.array([tu, tu]), "dose_mg": np.array([500.0, 500.0]),
+           "interval_days": np.array([30.0, 30.0]), "duration_days": np.array([300.0, 300.0]),
+           "start_day": np.array([0.0, 0.0]), "first_dose_extra_mg": np.array([500.0, 0.0])}
+    dosing = cohort_dosing(trt, Protocol())
+    assert dosing.doses.amount.shape[1] == 2
+    np.testing.assert_array_equal(dosing.doses.species[:, 1], dosing.doses.species[:, 0])
+    np.testing.assert_array_equal(dosing.doses.amount[:, 1], [500.0, 0.0])
+    np.testing.assert_array_equal(dosing.doses.n_doses[:, 1], [1, 0])
+    np.testing.assert_array_equal(dosing.doses.n_doses[:, 0], [10, 10])
+    # Without any loading dose the table keeps its single TRT row.
+    no_loading = cohort_dosing({**trt, "first_dose_extra_mg": np.zeros(2)}, Protocol())
+    assert no_loading.doses.amount.shape[1] == 1
+    with pytest.raises(ValueError, match="first_dose_extra_mg"):
+        CohortDesign(trt=TRTDesign(arms=(TRTArm("undecanoate", first_dose_extra_mg=-1.0),))).validate()
