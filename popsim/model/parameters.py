@@ -246,9 +246,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("inhibin_germ_weight", 0.4, "1", "sertoli", "share of inhibin B that tracks the germ-cell content",
        "inhibin B low in oligozoospermia (Grunewald 2013)"),
     # --- Spermatogenesis
-    _p("spermatogenesis_days", 68.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
+    _p("spermatogenesis_days", 71.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
        "64-74 d (Heller & Clermont; " + MF + " 4.1); calibrated to C1/C3/C4 within that range "
-       "(docs/validation.md): median return to 3/10 M/mL 2.5/3.0 months, suppression to <=1 M/mL ~13 wk"),
+       "(docs/validation.md): median return to 3/10/20 M/mL 2.5/3.0/3.4 months, suppression to <=1 M/mL ~13 wk"),
     _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
        "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md)"),
     _p("itt_support_ec50", 0.165, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
