@@ -9,7 +9,9 @@ doses are jumps, as in popsim.solve.reference; a drug that is not simulated has 
 0 (popsim drops its terms: the difference is a Hill term of ~1e-30).
 
 Every formula follows hpg.hormones / hpg.vector_field / hpg.patient_constants line by
-line; the benchmark checks the port against popsim's float64 reference before timing it.
+line; the benchmark checks the port against popsim's float64 reference before timing it, and
+tests/test_benchmarks.py checks its hormones and vector field against popsim's at random
+states, exposures and patients (also the terms the benchmark cohort leaves at zero).
 Gonadorelin's sustained (trough) input is not ported (the benchmark cohort has none).
 """
 
@@ -28,7 +30,7 @@ N_STATES = S.N_STATES
 N_OUT = 4  # total T, LH, FSH, sperm concentration (bench_common.ACCURACY_OBSERVABLES)
 EXPOSURE_INDEX = {name: i for i, name in enumerate(EXPOSURE_NAMES)}
 KIND_CODE = {"release": 0, "concentration": 1, "amount": 2}
-N_CONSTANTS = 12
+N_CONSTANTS = 16
 
 
 def chain_rates(params: dict, species) -> tuple[np.ndarray, ...]:
@@ -84,12 +86,13 @@ def make_port(jit):
     k_desens, k_resens = P["k_gnrh_desensitisation_per_day"], P["k_gnrh_resensitisation_per_day"]
     gn_sus_ec50, gn_sus_hill = P["gonadorelin_sustained_ec50_ug_day"], P["gonadorelin_sustained_hill"]
     ley_ec50, ley_hill, ley_max = P["leydig_lh_ec50_iu_l"], P["leydig_lh_hill"], P["leydig_lh_max_fold"]
-    hcg_equiv, ley_floor = P["hcg_lh_equivalence"], P["leydig_floor"]
+    hcg_equiv, hcg_max, ley_floor = P["hcg_lh_equivalence"], P["hcg_lh_max_iu_l"], P["leydig_floor"]
     cap30, cap_decline = P["leydig_max_capacity_age30"], P["leydig_max_capacity_decline_per_year"]
     k_atrophy, k_regrowth, regrowth_decline = (P["k_leydig_atrophy_per_day"], P["k_leydig_regrowth_per_day"],
                                                P["leydig_regrowth_decline_per_year"])
     itt_ratio, itt_diff = P["itt_serum_ratio"], P["itt_diffusion_ratio"]
     ana_imax, ana_ic50 = P["anastrozole_imax"], P["anastrozole_ic50_ng_ml"]
+    e2_indep_frac = P["e2_t_independent_fraction"]
     k_shbg, shbg_andro_exp = P["k_shbg_per_day"], P["shbg_androgen_exponent"]
     albumin, ka_shbg, ka_alb = P["albumin_g_dl"], P["ka_shbg_l_mol"], P["ka_albumin_l_mol"]
     k_sertoli, sertoli_ec50 = P["k_sertoli_per_day"], P["sertoli_fsh_ec50"]
@@ -99,6 +102,7 @@ def make_port(jit):
                                               P["fsh_support_hill"])
     w_itt, w_fsh = P["support_weight_itt"], P["support_weight_fsh"]
     death_max, death_ec50 = P["germ_death_max_per_day"], P["germ_death_support_ec50"]
+    germ_loss, survival_exp = P["germ_loss_impaired_per_day"], P["germ_survival_hormone_exponent"]
     k_depl, k_recov, recov_decline = (P["k_reserve_depletion_per_day"], P["k_reserve_recovery_per_day"],
                                       P["reserve_recovery_decline_per_year"])
     # State and exposure indices.
@@ -114,7 +118,8 @@ def make_port(jit):
     E_ANA, E_GN = EXPOSURE_INDEX["anastrozole_ng_ml"], EXPOSURE_INDEX["gonadorelin_effect_ug"]
     T_G_PER_MOL = TESTOSTERONE_G_PER_MOL
     # Patient-constant slots.
-    C_FT, C_DRIVE, C_LEYOUT, C_ITTSUP, C_FSHSUP, C_ITT, C_CAPMAX, C_HALF, C_KUP, C_RUP, C_KTR, C_DEATH = range(12)
+    (C_FT, C_DRIVE, C_LEYOUT, C_ITTSUP, C_FSHSUP, C_ITT, C_CAPMAX, C_HALF, C_KUP, C_RUP, C_KTR, C_DEATH,
+     C_E2IND, C_E2PERT, C_INVHCGMAX, C_LOGITT) = range(N_CONSTANTS)
 
     @jit
     def _pow(x, exponent):
@@ -173,6 +178,10 @@ def make_port(jit):
         c[C_RUP] = p[k_recov] * _age_factor(p[recov_decline], age)
         c[C_KTR] = N_GERM / p[sg_days]
         c[C_DEATH] = _inhibition(1.0, p[death_ec50], 4.0)
+        c[C_E2IND] = p[e2_indep_frac] * p[e2_base]
+        c[C_E2PERT] = (1.0 - p[e2_indep_frac]) * p[e2_base] / p[t_base]
+        c[C_INVHCGMAX] = 1.0 / p[hcg_max]
+        c[C_LOGITT] = math.log(p[itt_ratio] * p[t_base])
 
     @jit
     def hormones(y, ex, p, c):
@@ -195,7 +204,9 @@ def make_port(jit):
         lh = p[lh_base] * reserve * _pow(stimulation, p[lh_gnrh_exp])
         fsh = (p[fsh_base] * reserve * _pow(stimulation, p[fsh_gnrh_exp]) * _pow(inhibin_rel, -p[fsh_inh_exp])
                + ex[E_FSH])
-        lh_effective = lh + p[hcg_equiv] * ex[E_HCG]
+        # hCG's LH-equivalent stimulus saturates: e C / (1 + e C / M).
+        hcg_equivalent = p[hcg_equiv] * max(ex[E_HCG], 0.0)
+        lh_effective = lh + hcg_equivalent / (1.0 + hcg_equivalent * c[C_INVHCGMAX])
         production_rel = max(y[LC], 0.0) * _leydig_output(lh_effective, p) / c[C_LEYOUT]
         shbg_rel = max(max(y[SH], 0.0), 1e-3)
         clearance_rel = _pow(shbg_rel, -p[shbg_clear_exp])
@@ -207,7 +218,8 @@ def make_port(jit):
         free_t = free_testosterone(total_t, shbg, p)
         itt_base = c[C_ITT]
         itt = (itt_base - p[itt_diff] * p[t_base]) * production_rel + p[itt_diff] * total_t
-        e2 = p[e2_base] * (total_t / p[t_base])
+        # A T-independent share of E2 plus a share following total T: E2_0 (f + (1 - f) T / T0).
+        e2 = c[C_E2IND] + c[C_E2PERT] * total_t
         e2 = e2 * (1.0 - p[ana_imax] * _hill(ex[E_ANA], p[ana_ic50], 1.0))
         divisor = 1.0 + ex[E_ENC] / p[ki_enclo] + ex[E_ZUC] / p[ki_zuclo] + ex[E_TAM] / p[ki_tamox]
         agonism = p[zuclo_agon] * ex[E_ZUC]
@@ -222,7 +234,7 @@ def make_port(jit):
 
     @jit
     def vector_field(y, ex, sustained, p, c, dy):
-        (total_t, _t_exo, free_t, _lh, lh_effective, fsh, _e2, estrogen_signal, _inh, _shbg, _itt, stimulation,
+        (total_t, _t_exo, free_t, _lh, lh_effective, fsh, _e2, estrogen_signal, _inh, _shbg, itt, stimulation,
          support, _sperm) = hormones(y, ex, p, c)
         kf = p[k_fb]
         dy[FA] = kf * (free_t / c[C_FT] - max(y[FA], 0.0))
@@ -254,6 +266,10 @@ def make_port(jit):
         ratio = max(support, 0.0) / p[death_ec50]
         ratio2 = ratio * ratio
         death = p[death_max] * max(1.0 / (1.0 + ratio2 * ratio2) - c[C_DEATH], 0.0)
+        # Impaired testes: germ-cell loss lowered (raised) by hormonal drive above (below)
+        # baseline, drive = Sertoli function x ITT / baseline ITT (0 when germ_loss is 0).
+        log_drive = (math.log(max(max(y[SE], 0.0), 1e-30)) + math.log(max(itt, 1e-30)) - c[C_LOGITT])
+        death = death - p[germ_loss] * math.tanh(0.5 * p[survival_exp] * log_drive)
         k_tr = c[C_KTR]
         inflow = reserve * support
         for k in range(N_GERM):

@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from bench_port import N_STATES, chain_rates, make_port, parameter_matrix, species_tables
+from bench_port import N_CONSTANTS, N_STATES, chain_rates, make_port, parameter_matrix, species_tables
+from popsim.model.pk import EXPOSURE_NAMES
 
 
 def _events(doses, row: int, species) -> tuple[list[float], list[list[tuple[int, float]]]]:
@@ -58,12 +59,12 @@ class ScipyPeer:
     def _python_rhs(self, i: int):
         port = self.port
         p = self.pmat[i].tolist()
-        c = [0.0] * 12
+        c = [0.0] * N_CONSTANTS
         port["patient_constants"](p, c)
         k1, k2, v = self.k1[i].tolist(), self.k2[i].tolist(), self.v[i].tolist()
         kinds, index = self.kinds.tolist(), self.index.tolist()
         full_rhs, n = port["full_rhs"], self.n
-        ex = [0.0] * 8
+        ex = [0.0] * len(EXPOSURE_NAMES)
 
         def fun(t, z):
             dz = [0.0] * n

@@ -45,3 +45,59 @@ def test_gradient_benchmark_reverse_mode_matches_forward_mode():
     assert r["gradient_ms"] > 0 and r["forward_ms"] > 0 and r["gradient_over_target"] > 0
     assert all(abs(g) > 0 for g in r["gradient_sum_per_parameter"])
     assert r["forward_vs_reverse_max_rel_diff"] < 1e-3
+
+
+def test_benchmark_port_matches_popsim_model():
+    """benchmarks/bench_port.py (the scalar model the numba and scipy peers integrate) gives
+    popsim.model.hpg's hormones and vector field at random states, exposures and patients,
+    including terms the benchmark cohort leaves at zero (germ-cell loss of impaired testes,
+    gonadorelin drive)."""
+    import jax
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_common as bc
+        import bench_port as bp
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from popsim.model import hpg
+    from popsim.model.parameters import PARAMETER_NAMES
+    from popsim.model.pk import EXPOSURE_NAMES
+    from popsim.model.state import N_STATES
+
+    n = 8
+    rng = np.random.default_rng(5)
+    params = bc.build_parameters(range(n))
+    params["germ_loss_impaired_per_day"] = np.where(np.arange(n) % 2 == 1, rng.uniform(0.005, 0.05, n), 0.0)
+    pmat = bp.parameter_matrix(params)
+    port = bp.make_port(lambda fn: fn)
+    names = ("total_testosterone_nmol_l", "exogenous_testosterone_nmol_l", "free_testosterone_pmol_l", "lh_iu_l",
+             "lh_effective_iu_l", "fsh_iu_l", "estradiol_pg_ml", "estrogen_signal_pg_ml", "inhibin_b_pg_ml",
+             "shbg_nmol_l", "itt_nmol_l", "gnrh_stimulation", "spermatogenic_support", "sperm_concentration_m_ml")
+    scale = {"testosterone_release_mg_day": 20.0, "hcg_iu_l": 60.0, "fsh_exogenous_iu_l": 5.0,
+             "enclomiphene_ng_ml": 2.0, "zuclomiphene_ng_ml": 5.0, "tamoxifen_ng_ml": 20.0,
+             "anastrozole_ng_ml": 20.0, "gonadorelin_effect_ug": 50.0}
+    with jax.enable_x64(True):
+        field = jax.jit(lambda y, ex, p, c: hpg.vector_field(y, ex, None, p, c))
+        horm = jax.jit(hpg.hormones)
+        for i in range(n):
+            p_row = pmat[i].tolist()
+            p = {k: np.float64(v) for k, v in zip(PARAMETER_NAMES, p_row)}
+            c_jax = hpg.patient_constants(p)
+            c = [0.0] * bp.N_CONSTANTS
+            port["patient_constants"](p_row, c)
+            for trial in range(4):
+                y = rng.uniform(0.02, 1.6, N_STATES)
+                if trial == 0:
+                    y[:] = 1.0  # untreated steady state: the field vanishes
+                ex_vals = [scale[k] * rng.uniform(0.0, 1.0) * (trial > 0) for k in EXPOSURE_NAMES]
+                ex = {k: np.float64(v) for k, v in zip(EXPOSURE_NAMES, ex_vals)}
+                ref_h = horm(y, ex, p, c_jax)
+                got_h = port["hormones"](y.tolist(), ex_vals, p_row, c)
+                for name, value in zip(names, got_h):
+                    assert np.isclose(value, float(ref_h[name]), rtol=1e-10, atol=1e-12), (i, trial, name)
+                ref_dy = np.asarray(field(y, ex, p, c_jax))
+                dy = [0.0] * N_STATES
+                port["vector_field"](y.tolist(), ex_vals, 0.0, p_row, c, dy)
+                np.testing.assert_allclose(dy, ref_dy, rtol=1e-9, atol=1e-12, err_msg=f"patient {i}, trial {trial}")
