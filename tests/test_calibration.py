@@ -22,7 +22,7 @@ from popsim.calibration.fit import calibrate
 from popsim.calibration.inference import InferenceError, InferenceSettings, Posterior, validate_settings
 from popsim.calibration.model import ResidualError
 from popsim.calibration.predict import pointwise_log_likelihood, posterior_predictive
-from popsim.calibration.problem import build_problem, make_predictor
+from popsim.calibration.problem import build_problem, likelihood_step_error, make_predictor
 from popsim.calibration.spec import CalibrationSpec, CalibrationSpecError, EstimatedParameter, ResidualModel
 from popsim.calibration.synthetic import EXAMPLE_CSV, EXAMPLE_TRUTH, SyntheticDesign, generate
 from popsim.config.build import ConfigError
@@ -96,6 +96,72 @@ def test_prediction_is_the_forward_simulation_at_the_observation_times(small_dat
     np.testing.assert_allclose(np.asarray(prediction), reference, rtol=2e-5, atol=1e-6)
 
 
+def test_step_check_catches_a_step_that_is_unstable_away_from_the_typical_parameters(small_data):
+    """The feedback loop is stiff (eigenvalue ~ -13/day at a low LH baseline): 12-hour
+    steps look accurate at the typical parameters but blow up for men the posterior may
+    propose; the check must say so, and pass the default 6-hour step."""
+    data, _ = small_data
+    coarse = likelihood_step_error(build_problem(data, CalibrationSpec(dt_days=0.5)), CalibrationSpec(dt_days=0.5))
+    assert coarse["max_error_in_residual_sd_typical"] < 0.2
+    assert coarse["max_error_in_residual_sd"] > 1.0
+    assert coarse["worst_case"].startswith("lh_base_iu_l") or coarse["worst_case"].startswith("t_base_nmol_l")
+    default = likelihood_step_error(build_problem(data, CalibrationSpec()), CalibrationSpec())
+    assert default["dt_days"] == 0.25
+    assert default["max_error_in_residual_sd"] < 0.1, default
+
+
+def test_centred_and_non_centred_models_are_the_same_posterior(small_data):
+    """Same point in both parameterizations: the log joint densities differ exactly by
+    the Jacobian of log theta = log typical + omega * eta, i.e. n * sum(log omega)."""
+    from numpyro.infer.util import log_density
+
+    from popsim.calibration.model import make_model
+    from popsim.calibration.problem import patient_parameters
+
+    data, _ = small_data
+    densities = {}
+    problem = build_problem(data, CalibrationSpec())
+    n, k = problem.n_patients, len(problem.estimated)
+    rng = np.random.default_rng(3)
+    theta_pop = jnp.asarray(problem.defaults * np.exp(0.1 * rng.standard_normal(k)))
+    omega = jnp.asarray([0.2, 0.3, 0.4, 0.5])
+    eta = jnp.asarray(rng.standard_normal((n, k)))
+    sigma = jnp.full((len(problem.analytes),), 0.3)
+    log_theta = jnp.log(patient_parameters(problem, theta_pop, omega, eta))
+    for parameterization, individual in (("non_centred", {"eta": eta}), ("centred", {"log_theta": log_theta})):
+        spec = CalibrationSpec(parameterization=parameterization)
+        model = make_model(problem, spec, make_predictor(problem, spec))
+        params = {"theta_pop": theta_pop, "omega": omega, "sigma": sigma, **individual}
+        densities[parameterization], trace = log_density(model, (), {}, params)
+        assert np.allclose(trace["eta"]["value"], eta, atol=1e-4)
+        assert np.allclose(np.log(trace["theta"]["value"]), log_theta, atol=1e-4)
+    expected = float(-n * jnp.sum(jnp.log(omega)))
+    assert float(densities["centred"] - densities["non_centred"]) == pytest.approx(expected, abs=1e-2)
+
+
+def test_laplace_metric_is_the_posterior_covariance_of_a_gaussian():
+    """For a Gaussian posterior the Laplace metric is its covariance, in numpyro's own
+    flattening of the unconstrained sites (two sites, so the order matters)."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    from popsim.calibration.inference import laplace_inverse_mass
+
+    covariance_a = np.array([[0.5, 0.1], [0.1, 0.3]])
+
+    def model():
+        numpyro.sample("b", dist.Normal(0.0, 1.5))
+        numpyro.sample("a", dist.MultivariateNormal(jnp.zeros(2), jnp.asarray(covariance_a)))
+
+    # ravel order is a (2), then b.
+    inverse_mass, info = laplace_inverse_mass(model, {"a": jnp.array([0.3, -0.2]), "b": jnp.array(0.5)})
+    expected = np.zeros((3, 3))
+    expected[:2, :2] = covariance_a
+    expected[2, 2] = 1.5 ** 2
+    np.testing.assert_allclose(inverse_mass, expected, rtol=1e-3, atol=1e-4)
+    assert info["dimension"] == 3 and info["floored_eigenvalues"] == 0
+
+
 def test_shipped_example_is_what_the_generator_makes():
     """The shipped CSV and truth are what the generator makes with today's model (values
     within 0.5 %: float32 round-off differs between CPUs); regenerate with
@@ -133,6 +199,8 @@ def test_spec_and_settings_errors_name_the_field():
         validate_settings(InferenceSettings(chain_method="threads"))
     with pytest.raises(InferenceError, match="inference.samples must be an integer >= 1"):
         validate_settings(InferenceSettings(samples=0))
+    with pytest.raises(CalibrationSpecError, match="model.parameterization must be one of"):
+        build_problem(read_lab_data(EXAMPLE_CSV), CalibrationSpec(parameterization="centered"))
 
 
 def _config(**changes):
@@ -161,6 +229,12 @@ def test_config_errors_name_the_key(tmp_path):
         build_calibration(_config(**{"model.residuals.lh.model": "poisson"}))
     with pytest.raises(ConfigError, match="predictions.cohort.product must be one of"):
         build_calibration(_config(**{"predictions.cohort.product": "pellet"}))
+    with pytest.raises(ConfigError, match=r"model: unknown key\(s\) \['parametrisation'\]"):
+        build_calibration(_config(**{"model.parametrisation": "centred"}))
+    with pytest.raises(ConfigError, match="model.parameterization must be one of"):
+        build_calibration(_config(**{"model.parameterization": "centered"}))
+    with pytest.raises(ConfigError, match="inference.mass_matrix must be one of"):
+        build_calibration(_config(**{"inference.mass_matrix": "identity"}))
 
 
 def test_bad_csv_gives_row_level_errors_and_no_output(tmp_path):

@@ -11,7 +11,9 @@ from popsim.calibration.model import make_model
 from popsim.calibration.problem import CalibrationProblem, build_problem, make_predictor
 from popsim.calibration.spec import CalibrationSpec
 
-LATENT_SITES = ("theta_pop", "omega", "eta", "sigma", "sigma_additive")
+# Sampled sites of either parameterization (popsim.calibration.model); those absent from
+# a model are ignored.
+LATENT_SITES = ("theta_pop", "omega", "eta", "log_theta", "sigma", "sigma_additive")
 
 
 class CalibrationResult(NamedTuple):

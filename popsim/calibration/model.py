@@ -3,7 +3,10 @@
 Sample sites (dims in brackets; K estimated parameters, A analytes, n patients):
 - ``theta_pop`` [parameter]: population value at the reference covariates, natural units;
 - ``omega`` [parameter]: IIV sd on the log scale;
-- ``eta`` [patient, parameter]: standardised individual effects (non-centred);
+- ``log_theta`` [patient, parameter] (centred parameterization, the default): each man's
+  log parameters, Normal(log theta_pop + log covariate factor, omega); or
+  ``eta`` [patient, parameter] (non-centred): standardised individual effects, Normal(0, 1).
+  The other one is recorded as a deterministic site, so both are always reported;
 - ``sigma`` [analyte]: proportional / log-scale residual sd (unused, prior only, for an
   additive analyte); ``sigma_additive`` [additive_analyte]: additive sd of the analytes with
   an additive or combined error model (absent when there are none);
@@ -128,13 +131,23 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
     (prior or posterior predictive draws)."""
     arrays = ModelArrays(problem, spec)
     n, k, a = problem.n_patients, len(problem.estimated), len(problem.analytes)
+    centred = spec.parameterization == "centred"
+    log_factor = jnp.log(jnp.asarray(problem.covariate_factor))
 
     def model(observed: bool = True):
         with numpyro.plate("parameter", k):
             theta_pop = numpyro.sample("theta_pop", dist.LogNormal(arrays.log_default, arrays.prior_log_sd))
             omega = numpyro.sample("omega", dist.HalfNormal(arrays.omega_prior))
         with numpyro.plate("patient", n, dim=-2), numpyro.plate("parameter_of_patient", k, dim=-1):
-            eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+            if centred:
+                typical = jnp.log(theta_pop) + log_factor
+                log_theta = numpyro.sample("log_theta", dist.Normal(typical, omega))
+            else:
+                eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+        if centred:
+            eta = numpyro.deterministic("eta", (log_theta - jnp.log(theta_pop) - log_factor) / omega)
+        else:
+            log_theta = numpyro.deterministic("log_theta", jnp.log(patient_parameters(problem, theta_pop, omega, eta)))
         with numpyro.plate("analyte", a):
             scales = {"sigma": numpyro.sample("sigma", dist.HalfNormal(arrays.sigma_prior))}
         if arrays.additive_index.size:
@@ -142,7 +155,7 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
             with numpyro.plate("additive_analyte", arrays.additive_index.size):
                 scales["sigma_additive"] = numpyro.sample(
                     "sigma_additive", dist.HalfNormal(arrays.additive_prior[arrays.additive_index]))
-        theta = numpyro.deterministic("theta", patient_parameters(problem, theta_pop, omega, eta))
+        theta = numpyro.deterministic("theta", jnp.exp(log_theta))
         prediction, failed = predict(theta)
         bad = failed | ~jnp.all(jnp.isfinite(theta), axis=-1)
         numpyro.factor("solver_failure", _FAILED_PENALTY * jnp.sum(bad))

@@ -24,6 +24,7 @@ from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
 from popsim.model.parameters import PARAMETER_INDEX
 
 ERROR_MODELS = ("lognormal", "proportional", "additive", "combined")
+PARAMETERIZATIONS = ("centred", "non_centred")
 
 
 class CalibrationSpecError(ValueError):
@@ -102,6 +103,12 @@ class CalibrationSpec:
         sperm_floor_m_ml: floor of the predicted sperm concentration on the log scale
             (an azoospermic prediction is compared as this value; M/mL).
         precision: "float32" or "float64".
+        parameterization: how individual parameters are sampled. "non_centred" (default):
+            the standardised effects ``eta ~ Normal(0, 1)`` (suits sparse data);
+            "centred": each man's log parameters directly, ``log theta[i, k] ~
+            Normal(log theta_pop[k] + log covariate_factor[i, k], omega[k])`` (often mixes
+            better when every man has many observations, which pin his parameters and
+            leave no funnel with omega). Both report ``eta``, ``log_theta`` and ``theta``.
     """
 
     estimated: tuple[EstimatedParameter, ...] = DEFAULT_ESTIMATED
@@ -110,6 +117,7 @@ class CalibrationSpec:
     output_step_days: float = 1.0
     sperm_floor_m_ml: float = 0.01
     precision: str = "float32"
+    parameterization: str = "non_centred"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -170,5 +178,8 @@ def validate_spec(spec: CalibrationSpec) -> None:
         raise CalibrationSpecError(f"model.output_step_days ({spec.output_step_days}) must be a whole multiple of "
                                    f"solver.dt_days ({spec.dt_days})")
     _positive(spec.sperm_floor_m_ml, "model.sperm_floor_m_ml")
+    if spec.parameterization not in PARAMETERIZATIONS:
+        raise CalibrationSpecError(f"model.parameterization must be one of {PARAMETERIZATIONS}, "
+                                   f"got {spec.parameterization!r}")
     if spec.precision not in ("float32", "float64"):
         raise CalibrationSpecError(f"solver.precision must be 'float32' or 'float64', got {spec.precision!r}")

@@ -70,6 +70,10 @@ def _integer(section: Mapping, key: str, where: str, minimum: int = 1) -> int:
     return int(value)
 
 
+MODEL_KEYS = {"estimated", "residuals", "parameterization", "output_step_days", "sperm_floor_m_ml"}
+SOLVER_KEYS = {"dt_days", "precision"}
+
+
 def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
     """Check the configuration and turn it into a CalibrationPlan.
 
@@ -90,6 +94,9 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
         raise ConfigError(f"data.units must be a mapping analyte or drug -> unit, got {units!r}")
 
     model = _section(cfg, "model")
+    unknown = set(model) - MODEL_KEYS
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {sorted(unknown)}; valid: {sorted(MODEL_KEYS)}")
     estimated_cfg = model.get("estimated")
     if not isinstance(estimated_cfg, (list, tuple)) or not estimated_cfg:
         raise ConfigError("model.estimated must be a non-empty list of {name, prior_log_sd, omega_prior}")
@@ -121,9 +128,13 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
         residuals.append(ResidualModel(str(analyte), item.get("model", "lognormal"), item.get("sigma_prior", 0.3),
                                        item.get("additive_prior", 1.0)))
     solver = _section(cfg, "solver")
+    unknown = set(solver) - SOLVER_KEYS
+    if unknown:
+        raise ConfigError(f"solver: unknown key(s) {sorted(unknown)}; valid: {sorted(SOLVER_KEYS)}")
     spec = CalibrationSpec(estimated=tuple(estimated), residuals=tuple(residuals),
                            dt_days=solver.get("dt_days"), output_step_days=model.get("output_step_days", 1.0),
-                           sperm_floor_m_ml=model.get("sperm_floor_m_ml", 0.01), precision=solver.get("precision", "float32"))
+                           sperm_floor_m_ml=model.get("sperm_floor_m_ml", 0.01), precision=solver.get("precision", "float32"),
+                           parameterization=model.get("parameterization", "non_centred"))
     try:
         validate_spec(spec)
     except CalibrationSpecError as error:
