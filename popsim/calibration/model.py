@@ -27,7 +27,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr
 from numpyro.distributions import constraints
 
-from popsim.calibration.problem import CalibrationProblem, patient_parameters
+from popsim.calibration.problem import CalibrationProblem
 from popsim.calibration.spec import ERROR_MODELS, CalibrationSpec
 
 _LOGNORMAL, _PROPORTIONAL, _ADDITIVE, _COMBINED = (ERROR_MODELS.index(m) for m in ERROR_MODELS)
@@ -138,16 +138,17 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
         with numpyro.plate("parameter", k):
             theta_pop = numpyro.sample("theta_pop", dist.LogNormal(arrays.log_default, arrays.prior_log_sd))
             omega = numpyro.sample("omega", dist.HalfNormal(arrays.omega_prior))
+        # Each man's typical log parameters (population value and covariate effects).
+        typical = jnp.log(theta_pop) + log_factor
         with numpyro.plate("patient", n, dim=-2), numpyro.plate("parameter_of_patient", k, dim=-1):
             if centred:
-                typical = jnp.log(theta_pop) + log_factor
                 log_theta = numpyro.sample("log_theta", dist.Normal(typical, omega))
             else:
                 eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
         if centred:
-            eta = numpyro.deterministic("eta", (log_theta - jnp.log(theta_pop) - log_factor) / omega)
+            eta = numpyro.deterministic("eta", (log_theta - typical) / omega)
         else:
-            log_theta = numpyro.deterministic("log_theta", jnp.log(patient_parameters(problem, theta_pop, omega, eta)))
+            log_theta = numpyro.deterministic("log_theta", typical + omega * eta)
         with numpyro.plate("analyte", a):
             scales = {"sigma": numpyro.sample("sigma", dist.HalfNormal(arrays.sigma_prior))}
         if arrays.additive_index.size:

@@ -270,7 +270,7 @@ def likelihood_step_error(problem: CalibrationProblem, spec: CalibrationSpec, re
     typical_in_sd = 0.0
     by_analyte = {a: 0.0 for a in problem.analytes}
     checked = 0
-    for label, theta in cases:
+    for case, (label, theta) in enumerate(cases):
         coarse, coarse_failed = coarse_predict(jnp.asarray(theta))
         fine, _ = fine_predict(jnp.asarray(theta))
         coarse, fine = np.asarray(coarse, float), np.asarray(fine, float)
@@ -285,7 +285,7 @@ def likelihood_step_error(problem: CalibrationProblem, spec: CalibrationSpec, re
         for k, a in enumerate(problem.analytes):
             by_analyte[a] = max(by_analyte[a], float(np.max(error[keep & (o.analyte == k)], initial=0.0)))
         checked = max(checked, int(keep.sum()))
-        if label == "typical parameters":
+        if case == 0:
             typical_in_sd = float(in_sd.max(initial=0.0))
         if keep.any() and float(in_sd.max()) > worst["in_sd"]:
             j = int(np.argmax(in_sd))

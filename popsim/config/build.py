@@ -6,7 +6,7 @@ Every error is a ConfigError whose message names the config key and the valid va
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import NamedTuple
 
 from popsim.config.schema import DistributionConfig, PopsimConfig
@@ -81,16 +81,13 @@ def build_trt(cfg: PopsimConfig) -> TRTDesign:
                            _distribution(arm.interval_days, f"trt.arms[{i}].interval_days"), float(arm.first_dose_extra_mg)))
     if t.ester != "mixed":
         chosen = [a for a in arms if a.product == t.ester]
-        arms = [TRTArm(t.ester, 1.0, chosen[0].dose_mg, chosen[0].interval_days, chosen[0].first_dose_extra_mg) if chosen
-                else TRTArm(t.ester, 1.0)]
+        arms = [replace(chosen[0], weight=1.0) if chosen else TRTArm(t.ester, 1.0)]
     if t.dose_mg is not None:
         _positive(t.dose_mg, "trt.dose_mg")
-        arms = [TRTArm(a.product, a.weight, Distribution("fixed", value=t.dose_mg), a.interval_days, a.first_dose_extra_mg)
-                for a in arms]
+        arms = [replace(a, dose_mg=Distribution("fixed", value=t.dose_mg)) for a in arms]
     if t.interval_days is not None:
         _positive(t.interval_days, "trt.interval_days")
-        arms = [TRTArm(a.product, a.weight, a.dose_mg, Distribution("fixed", value=t.interval_days), a.first_dose_extra_mg)
-                for a in arms]
+        arms = [replace(a, interval_days=Distribution("fixed", value=t.interval_days)) for a in arms]
     if t.duration_months is not None:
         _positive(t.duration_months, "trt.duration_months")
         duration = Distribution("fixed", value=t.duration_months * DAYS_PER_MONTH)
