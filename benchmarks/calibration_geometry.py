@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     from numpyro.infer.util import init_to_value, initialize_model
 
     from popsim.calibration.data import read_lab_data
-    from popsim.calibration.inference import InferenceSettings, _map_start
+    from popsim.calibration.inference import InferenceSettings, map_start, finite_difference_hessian
     from popsim.calibration.model import make_model
     from popsim.calibration.problem import build_problem, make_predictor
     from popsim.calibration.spec import CalibrationSpec
@@ -52,7 +52,7 @@ def main(argv=None) -> dict:
     problem = build_problem(data, spec)
     model = make_model(problem, spec, make_predictor(problem, spec))
     settings = InferenceSettings(init_steps=args.adam_steps, progress_bar=False)
-    start, losses, _ = _map_start(model, settings, jax.random.PRNGKey(0))
+    start, losses, _ = map_start(model, settings, jax.random.PRNGKey(0))
     info = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=start))
     flat, unravel = ravel_pytree(info.param_info.z)
     value_and_grad = jax.jit(jax.value_and_grad(lambda x: info.potential_fn(unravel(x))))
@@ -65,13 +65,9 @@ def main(argv=None) -> dict:
 
     mode = scipy.optimize.minimize(potential, np.asarray(flat, np.float64), jac=True, method="L-BFGS-B",
                                    options={"maxiter": args.lbfgs_iterations})
-    x, d, step = mode.x, mode.x.size, 1e-2
-    hessian = np.empty((d, d))
-    for i in range(d):
-        shift = np.zeros(d)
-        shift[i] = step
-        hessian[:, i] = (potential(x + shift)[1] - potential(x - shift)[1]) / (2 * step)
-    hessian = 0.5 * (hessian + hessian.T)
+    # The same central differences as inference.mass_matrix=laplace.
+    hessian = finite_difference_hessian(lambda x: potential(x)[1], mode.x)
+    d = hessian.shape[0]
     curvature = np.linalg.eigvalsh(hessian)
     results = {"host": platform.node(), "processor": platform.processor() or platform.machine(),
                "data": str(args.data or EXAMPLE_CSV.name), "parameterization": args.parameterization,

@@ -141,7 +141,9 @@ class Posterior:
         return int(next(iter(self.draws.values())).shape[1])
 
 
-def _map_start(model: Callable, settings: InferenceSettings, key) -> tuple[dict, np.ndarray, float]:
+def map_start(model: Callable, settings: InferenceSettings, key) -> tuple[dict, np.ndarray, float]:
+    """MAP estimate of the latent sites (AutoDelta + Adam, ``settings.init_steps`` steps):
+    ``(constrained values, loss trace, seconds)``."""
     guide = AutoDelta(model, init_loc_fn=numpyro.infer.init_to_median(num_samples=15))
     svi = SVI(model, guide, Adam(settings.init_learning_rate), Trace_ELBO())
     t0 = time.perf_counter()
@@ -166,6 +168,21 @@ def _jittered_starts(model: Callable, start: dict, chains: int, key) -> dict:
     if chains == 1:  # numpyro takes a leading chain axis only for several chains
         jittered = [a[0] for a in jittered]
     return jax.tree.unflatten(tree, jittered)
+
+
+def finite_difference_hessian(gradient: Callable, x: np.ndarray, step: float = 1e-2) -> np.ndarray:
+    """Symmetrised Hessian ``(d, d)`` at ``x`` ``(d,)`` by central differences of
+    ``gradient`` (``(d,)`` -> ``(d,)``), 2 d gradient calls, in float64."""
+    x = np.asarray(x, np.float64)
+    d = x.size
+    hessian = np.empty((d, d))
+    for i in range(d):
+        shift = np.zeros(d)
+        shift[i] = step
+        up = np.asarray(gradient(x + shift), np.float64)
+        down = np.asarray(gradient(x - shift), np.float64)
+        hessian[:, i] = (up - down) / (2.0 * step)
+    return 0.5 * (hessian + hessian.T)
 
 
 def laplace_inverse_mass(model: Callable, start: dict, step: float = 1e-2) -> tuple[np.ndarray, dict]:
@@ -195,16 +212,8 @@ def laplace_inverse_mass(model: Callable, start: dict, step: float = 1e-2) -> tu
     info = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_value(values=start))
     flat, unravel = ravel_pytree(info.param_info.z)
     gradient = jax.jit(jax.grad(lambda x: info.potential_fn(unravel(x))))
-    x = np.asarray(flat, np.float64)
-    d = x.size
-    hessian = np.empty((d, d))
-    for i in range(d):
-        shift = np.zeros(d)
-        shift[i] = step
-        up = np.asarray(gradient(jnp.asarray(x + shift, flat.dtype)), np.float64)
-        down = np.asarray(gradient(jnp.asarray(x - shift, flat.dtype)), np.float64)
-        hessian[:, i] = (up - down) / (2.0 * step)
-    hessian = 0.5 * (hessian + hessian.T)
+    hessian = finite_difference_hessian(lambda x: gradient(jnp.asarray(x, flat.dtype)), np.asarray(flat), step)
+    d = hessian.shape[0]
     if not np.all(np.isfinite(hessian)):
         raise FloatingPointError("the Hessian of the potential at the MAP start is not finite; "
                                  "use inference.mass_matrix=diagonal")
@@ -223,7 +232,7 @@ def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[s
     init_key, run_key = jax.random.split(key)
     timings, losses, init_params = {}, None, None
     if settings.init_steps:
-        start, losses, timings["init"] = _map_start(model, settings, init_key)
+        start, losses, timings["init"] = map_start(model, settings, init_key)
         start = {k: v for k, v in start.items() if k in latent_sites}
         init_params = _jittered_starts(model, start, settings.chains, jax.random.fold_in(key, 1))
     metric = {"dense_mass": settings.mass_matrix == "dense"}
