@@ -105,6 +105,7 @@ def make_port(jit):
     germ_loss, survival_exp = P["germ_loss_impaired_per_day"], P["germ_survival_hormone_exponent"]
     k_depl, k_recov, recov_decline = (P["k_reserve_depletion_per_day"], P["k_reserve_recovery_per_day"],
                                       P["reserve_recovery_decline_per_year"])
+    renewal_seed, depl_saturation = P["reserve_self_renewal_seed"], P["reserve_depletion_saturation"]
     # State and exposure indices.
     FA, FE, PR, GR = S.FEEDBACK_ANDROGEN, S.FEEDBACK_ESTROGEN, S.PITUITARY_RESERVE, S.GNRH_RESPONSIVENESS
     LC, SH, SE, SR = S.LEYDIG_CAPACITY, S.SHBG, S.SERTOLI_FUNCTION, S.SPERMATOGONIAL_RESERVE
@@ -261,8 +262,9 @@ def make_port(jit):
         dy[SE] = p[k_sertoli] * (sertoli_target - max(y[SE], 0.0))
         support_capped = min(support, 1.0)
         reserve = max(y[SR], 0.0)
-        dy[SR] = (c[C_RUP] * support_capped * (1.0 - reserve)
-                  - p[k_depl] * (1.0 - support_capped) * reserve)
+        dy[SR] = (c[C_RUP] * support_capped * (1.0 - reserve) * (p[renewal_seed] + reserve) / (1.0 + p[renewal_seed])
+                  - p[k_depl] * (1.0 - support_capped) * reserve * (1.0 + p[depl_saturation])
+                  / (reserve + p[depl_saturation]))
         ratio = max(support, 0.0) / p[death_ec50]
         ratio2 = ratio * ratio
         death = p[death_max] * max(1.0 / (1.0 + ratio2 * ratio2) - c[C_DEATH], 0.0)

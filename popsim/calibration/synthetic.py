@@ -43,7 +43,7 @@ TRUE_POPULATION = {
     "t_base_nmol_l": (16.0, 0.25),
     "lh_base_iu_l": (5.0, 0.30),
     "sperm_base_m_ml": (55.0, 0.50),
-    "k_reserve_recovery_per_day": (0.0045, 0.40),
+    "k_reserve_recovery_per_day": (0.013, 0.40),
 }
 TRUE_SIGMA = {"total_testosterone": 0.15, "lh": 0.20, "fsh": 0.20, "sperm_concentration": 0.35}
 LLOQ = {"lh": 0.2, "fsh": 0.2, "sperm_concentration": 0.1}

@@ -246,10 +246,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("inhibin_germ_weight", 0.4, "1", "sertoli", "share of inhibin B that tracks the germ-cell content",
        "inhibin B low in oligozoospermia (Grunewald 2013)"),
     # --- Spermatogenesis
-    _p("spermatogenesis_days", 71.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
+    _p("spermatogenesis_days", 73.5, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
        "64-74 d (Heller & Clermont; " + MF + " 4.1); calibrated to C1/C3/C4 within that range "
        "(docs/validation.md): median return to 3/10/20 M/mL 2.5/3.0/3.4 months, suppression to <=1 M/mL ~13 wk"),
-    _p("epididymal_transit_days", 8.0, "day", "spermatogenesis", "mean epididymal transit",
+    _p("epididymal_transit_days", 10.0, "day", "spermatogenesis", "mean epididymal transit",
        "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md)"),
     _p("itt_support_ec50", 0.165, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
        "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline); calibrated to C3/C5 (sperm halved "
@@ -267,14 +267,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "docs/validation.md)"),
     _p("germ_death_support_ec50", 0.2, "1", "spermatogenesis", "support below which germ cells are lost",
        "assumption"),
-    _p("k_reserve_depletion_per_day", 0.0046, "1/day", "spermatogenesis",
-       "depletion of the spermatogonial reserve without support",
-       "calibrated to C1/C4 (docs/validation.md): with its wide IIV, a slow-recovering minority after 12 "
-       "months of TE (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
-    _p("k_reserve_recovery_per_day", 0.005, "1/day", "spermatogenesis",
-       "recovery of the spermatogonial reserve at 30 y",
+    _p("k_reserve_depletion_per_day", 0.0015, "1/day", "spermatogenesis",
+       "depletion of the spermatogonial reserve without support (at a full reserve)",
+       "calibrated to C1/C4 (docs/validation.md): the share of men who end 12 months of TE with an empty "
+       "reserve sets the slow minority (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
+    _p("k_reserve_recovery_per_day", 0.015, "1/day", "spermatogenesis",
+       "regrowth of the spermatogonial reserve at 30 y (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
        "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),
+    _p("reserve_self_renewal_seed", 0.05, "1", "spermatogenesis",
+       "seed of reserve regrowth by self-renewal, regrowth ~ (seed + Q)/(1 + seed): an emptied reserve "
+       "refills after a lag",
+       "model construct (stem-cell self-renewal); calibrated to C1/C4 (bimodal recovery, docs/validation.md)"),
+    _p("reserve_depletion_saturation", 0.05, "1", "spermatogenesis",
+       "reserve level below which depletion turns first order, depletion ~ Q (1 + K)/(Q + K): the reserve "
+       "drains at a near-constant rate until exhausted",
+       "model construct; calibrated to C1/C4 (bimodal recovery, docs/validation.md)"),
     _p("germ_loss_impaired_per_day", 0.0, "1/day", "spermatogenesis",
        "germ-cell loss per pipeline stage at baseline support in an impaired testis (0 in a healthy man; "
        "set from testicular_function by the covariate model)",
@@ -287,7 +295,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("reserve_recovery_decline_per_year", 0.01, "1/year", "spermatogenesis",
        "fractional slowing of reserve recovery per year of age over 30", "assumption"),
     # --- Semen observation
-    _p("semen_cv_within", 0.40, "1", "semen", "within-man CV of sperm concentration between samples",
+    _p("semen_cv_within", 0.45, "1", "semen", "within-man CV of sperm concentration between samples",
        "30-50% (calibration-targets.md conventions)"),
     _p("azoospermia_limit_m_ml", 0.05, "M/mL", "semen", "concentration below which a sample shows no sperm",
        "assumption: centrifuged-pellet detection"),

@@ -47,16 +47,17 @@ COVARIATE_EFFECTS: tuple[ParamSpec, ...] = (
     _c("testicular_function_sperm_exponent", 1.0, "1", "baseline sperm ~ testicular_function^exponent", "assumption"),
     _c("testicular_function_inhibin_exponent", 0.7, "1", "baseline inhibin B ~ testicular_function^exponent",
        "inhibin B lower in infertile men (78 vs 132 pg/mL)"),
-    _c("asian_itt_support_ec50_factor", 1.9, "1", "ITT support threshold in Asian men relative to others",
+    _c("asian_itt_support_ec50_factor", 2.1, "1", "ITT support threshold in Asian men relative to others",
        "calibrated to C3 (azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
     _c("reserve_recovery_change_per_year", 0.03, "1/year",
        "fractional change of the spermatogonial recovery rate per year of age relative to the reference age "
        "(constant beyond 51 y; floored at 0.2x)",
        "calibrated to C2: within 18-51 y older men recovered faster (Liu 2006); no mechanistic human data, "
        "empirical direction only"),
-    _c("asian_reserve_recovery_factor", 3.0, "1", "spermatogonial recovery rate in Asian men relative to others",
-       "calibrated to C2 (first pass; Asian men recover faster, Liu 2006): offsets the deeper suppression "
-       "of Asian men, which otherwise slows their recovery"),
+    _c("asian_reserve_recovery_factor", 1.5, "1", "spermatogonial recovery rate in Asian men relative to others",
+       "calibrated to C1/C2 (Asian men recover faster, Liu 2006): offsets the deeper suppression of Asian "
+       "men, which otherwise slows their recovery; 3.0 made 89% of Asian men recover by 6 months and C1's "
+       "pooled 6-month fraction too high"),
 )
 
 # Oldest age of the contraception trials that set the age effect on spermatogonial

@@ -82,9 +82,10 @@ DEFAULT_VARIABILITY = Variability(
         # Suppression heterogeneity: calibrated to C3 (and C5): ~1/3 of non-Asian men keep
         # some sperm (0.05-3 M/mL) on TE 200 mg/week, >= 94% fall below 3 M/mL by 6 months.
         ("itt_support_ec50", 0.80), ("germ_death_max_per_day", 1.3),
-        # Reserve rates: calibrated to C1/C4 (docs/validation.md); the wide, negatively correlated
-        # spread makes a slow-recovering minority (C1 tail: 10% not at 20 M/mL by 12 months).
-        ("k_reserve_recovery_per_day", 2.2), ("k_reserve_depletion_per_day", 2.5),
+        # Reserve rates: calibrated to C1/C4 (docs/validation.md); with the saturable, self-renewing
+        # reserve their spread decides who ends treatment with an empty reserve and how long it
+        # takes to refill (C1 tail: 10% not at 20 M/mL by 12 months).
+        ("k_reserve_recovery_per_day", 1.0), ("k_reserve_depletion_per_day", 2.5),
         ("spermatogenesis_days", 0.05),
         # Leydig sensitivity to LH: Tornoe 2007 population fit (IIV CV 46% on L50).
         ("leydig_lh_ec50_iu_l", 0.46),
