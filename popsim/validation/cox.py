@@ -32,8 +32,11 @@ COVARIATES = {
 SPEED_DAY = 56.0
 
 
-def cox_table(result: StudyResult) -> pd.DataFrame:
-    """The per-man table the Cox model is fitted to."""
+def cox_table(results: StudyResult | Sequence[StudyResult]) -> pd.DataFrame:
+    """The per-man table the Cox model is fitted to, pooled over cohorts."""
+    if not isinstance(results, StudyResult):
+        return pd.concat([cox_table(r) for r in results], ignore_index=True)
+    result = results
     out = result.outcomes
     ok = ~np.asarray(out["failed"], bool)
     t = result.trajectory_times_days
@@ -54,11 +57,11 @@ def cox_table(result: StudyResult) -> pd.DataFrame:
     return frame[ok].reset_index(drop=True)
 
 
-def cox_directions(result: StudyResult, names: Sequence[str] = tuple(COVARIATES)):
-    """``({metric: (log HR per SD, SE)}, table of coefficients)``."""
+def cox_directions(results: StudyResult | Sequence[StudyResult], names: Sequence[str] = tuple(COVARIATES)):
+    """``({metric: (log HR per SD, SE)}, table of coefficients)`` of the pooled cohorts."""
     from lifelines import CoxPHFitter
 
-    frame = cox_table(result)
+    frame = cox_table(results)
     columns = [COVARIATES[n] for n in names]
     x = frame[columns]
     z = (x - x.mean()) / x.std(ddof=0).replace(0.0, 1.0)

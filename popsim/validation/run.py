@@ -80,7 +80,7 @@ def simulate_target(target_id: str, options: Options) -> list[StudyResult]:
 def target_values(target_id: str, results: list[StudyResult]):
     """``(values, curves, extra)`` of a target from its simulated cohorts."""
     if target_id == "C2":
-        values, table = cox_directions(results[0])
+        values, table = cox_directions(results)
         return values, {}, {"cox": table}
     values, curves = METRIC_FUNCTIONS[target_id](results)
     return values, curves, {}

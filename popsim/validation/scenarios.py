@@ -34,8 +34,13 @@ C5_DOSES_MG = (25.0, 50.0, 100.0, 300.0)
 C8_DOSE_MG, C8_WEEKS = 500.0, 14
 # C2: a long-acting arm (testosterone undecanoate 1000 mg loading dose then 500 mg monthly,
 # as in the Chinese contraception trials pooled by Liu 2006, e.g. Gu 2003) beside TE 200 mg
-# weekly.
-C2_UNDECANOATE = TRTArm("undecanoate", 0.25, fixed(500.0), fixed(30.0), first_dose_extra_mg=500.0)
+# weekly. Undecanoate monotherapy was a Chinese regimen, so its men are Chinese and the
+# enanthate arm carries the other Asian men (35% Asian in the pool); the Cox model then
+# compares the preparations within Asian origin, as the pooled analysis adjusted for it.
+C2_UNDECANOATE = TRTArm("undecanoate", 1.0, fixed(500.0), fixed(30.0), first_dose_extra_mg=500.0)
+C2_ENANTHATE = TRTArm("enanthate", 1.0, fixed(200.0), fixed(7.0))
+C2_LONG_ACTING_SHARE = 0.25
+C2_ENANTHATE_ASIAN = (ASIAN_FRACTION - C2_LONG_ACTING_SHARE) / (1.0 - C2_LONG_ACTING_SHARE)
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,17 @@ def runs_for(target: str, options: Options) -> list[Run]:
     if target == "C1":
         return [Run("C1", _design(o, CONTRACEPTION_AGE, te()), _study(o, 24 * DAYS_PER_MONTH, step_days=7.0))]
     if target == "C2":
-        trt = TRTDesign((TRTArm("enanthate", 0.75, fixed(200.0), fixed(7.0)), C2_UNDECANOATE),
-                        Distribution("uniform", low=4 * DAYS_PER_MONTH, high=18 * DAYS_PER_MONTH))
-        return [Run("C2", _design(o, CONTRACEPTION_AGE, trt), _study(o, 24 * DAYS_PER_MONTH, step_days=7.0))]
+        duration = Distribution("uniform", low=4 * DAYS_PER_MONTH, high=18 * DAYS_PER_MONTH)
+        out = []
+        for k, (arm, share, asian) in enumerate(((C2_ENANTHATE, 1.0 - C2_LONG_ACTING_SHARE, C2_ENANTHATE_ASIAN),
+                                                 (C2_UNDECANOATE, C2_LONG_ACTING_SHARE, 1.0))):
+            n = max(int(round(o.size * share)), 1)
+            # Its own seed: the arms are different men, not the same men on two preparations.
+            study = replace(_study(o, 24 * DAYS_PER_MONTH, step_days=7.0), n_patients=n, n_trajectories=n,
+                            seed=o.seed + k)
+            out.append(Run(f"C2_{arm.product}", _design(o, CONTRACEPTION_AGE, TRTDesign((arm,), duration), asian=asian),
+                           study))
+        return out
     if target == "C3":
         design = _design(o, WHO_AGE, te(months=6.0))
         return [Run("C3", design, _study(o, 30.0, step_days=1.0))]
