@@ -42,6 +42,11 @@ def test_judge_uses_the_interval_and_the_monte_carlo_tolerance():
     m = MetricTarget("C1", "p_x", "interval", 0.67, 0.61, 0.72)
     assert judge(m, 0.70, 0.01, 0.0) and not judge(m, 0.73, 0.01, 0.0) and judge(m, 0.73, 0.01, 3.0)
     assert judge(MetricTarget("C2", "hr", "sign", sign=-1), -0.1, 0.05, 0.0)
+    # A direction on the wrong side of zero fails the full run but passes the fast run's
+    # tolerance while it is within that many SEs of zero.
+    direction = MetricTarget("C2", "hr", "sign", sign=-1)
+    assert not judge(direction, 0.02, 0.1, 0.0) and judge(direction, 0.02, 0.1, 3.0)
+    assert not judge(direction, 0.5, 0.1, 3.0)
     assert not judge(MetricTarget("C8", "t", "true"), 0.0, 0.0, 0.0)
 
 

@@ -7,6 +7,7 @@ Each function takes a popsim.validation.run.TargetResult and returns a
 
 from __future__ import annotations
 
+import textwrap
 from typing import Callable
 
 import numpy as np
@@ -57,8 +58,9 @@ def _model_point(ax, x: float, m: MetricResult, label: str | None = None, horizo
 
 def _caption(ax, result: TargetResult) -> None:
     n_pass = sum(m.passed for m in result.metrics)
-    ax.figure.suptitle(f"{result.id}: {result.title}\n{result.source}  ({n_pass}/{len(result.metrics)} metrics pass)",
-                       fontsize=9)
+    # Wrapped so that long titles and sources stay inside the figure.
+    text = f"{result.id}: {result.title}\n{result.source}  ({n_pass}/{len(result.metrics)} metrics pass)"
+    ax.figure.suptitle("\n".join(textwrap.fill(line, 100) for line in text.split("\n")), fontsize=9)
 
 
 def figure_c1(result: TargetResult) -> Figure:

@@ -4,7 +4,9 @@ A metric passes when its model value lies inside the published acceptance interv
 widened by ``tolerance`` Monte Carlo standard errors on each side (0 for the full run:
 the point estimate must be inside; the fast test run uses a few SEs because its
 cohorts are small). A sign metric passes when the Cox log hazard ratio has the published
-sign (its standard error is reported). A "true" metric passes when the statement holds.
+sign, or with a tolerance when it is no more than ``tolerance`` SEs on the wrong side of
+zero (a weak direction cannot be resolved in a small cohort). A "true" metric passes when
+the statement holds.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def judge(target: MetricTarget, value: float, se: float, tolerance: float) -> bo
     if not np.isfinite(value):
         return False
     if target.kind == "sign":
+        if tolerance > 0.0 and np.isfinite(se):
+            return bool(target.sign * value >= -tolerance * se)
         return bool(np.sign(value) == target.sign)
     if target.kind == "true":
         return bool(value > 0.5)
