@@ -105,7 +105,7 @@ def make_port(jit):
     germ_loss, survival_exp = P["germ_loss_impaired_per_day"], P["germ_survival_hormone_exponent"]
     k_depl, k_recov, recov_decline = (P["k_reserve_depletion_per_day"], P["k_reserve_recovery_per_day"],
                                       P["reserve_recovery_decline_per_year"])
-    renewal_seed, depl_saturation = P["reserve_self_renewal_seed"], P["reserve_depletion_saturation"]
+    renewal_seed, depl_saturation = P["reserve_regrowth_floor"], P["reserve_depletion_half_saturation"]
     # State and exposure indices.
     FA, FE, PR, GR = S.FEEDBACK_ANDROGEN, S.FEEDBACK_ESTROGEN, S.PITUITARY_RESERVE, S.GNRH_RESPONSIVENESS
     LC, SH, SE, SR = S.LEYDIG_CAPACITY, S.SHBG, S.SERTOLI_FUNCTION, S.SPERMATOGONIAL_RESERVE

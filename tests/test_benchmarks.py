@@ -64,6 +64,7 @@ def test_benchmark_port_matches_popsim_model():
     from popsim.model import hpg
     from popsim.model.parameters import PARAMETER_NAMES
     from popsim.model.pk import EXPOSURE_NAMES
+    from popsim.model import state as S
     from popsim.model.state import N_STATES
 
     n = 8
@@ -87,10 +88,14 @@ def test_benchmark_port_matches_popsim_model():
             c_jax = hpg.patient_constants(p)
             c = [0.0] * bp.N_CONSTANTS
             port["patient_constants"](p_row, c)
-            for trial in range(4):
+            for trial in range(6):
                 y = rng.uniform(0.02, 1.6, N_STATES)
                 if trial == 0:
                     y[:] = 1.0  # untreated steady state: the field vanishes
+                if trial >= 4:
+                    # An emptied spermatogonial reserve, and one an RK4 stage overshot below 0
+                    # (both clamp it at 0 before the saturable depletion divides by Q + K).
+                    y[S.SPERMATOGONIAL_RESERVE] = 0.0 if trial == 4 else -0.01
                 ex_vals = [scale[k] * rng.uniform(0.0, 1.0) * (trial > 0) for k in EXPOSURE_NAMES]
                 ex = {k: np.float64(v) for k, v in zip(EXPOSURE_NAMES, ex_vals)}
                 ref_h = horm(y, ex, p, c_jax)

@@ -29,6 +29,23 @@ def test_targets_ship_with_the_package_with_sources():
     assert targets["C2"].metrics[0].kind == "sign"
 
 
+def test_c2_runs_the_undecanoate_arm_as_chinese_men_beside_enanthate():
+    """C2 is two cohorts pooled into one Cox model: 25% undecanoate, all Chinese (as in the
+    trials), and 75% enanthate carrying the other Asian men, 35% Asian overall, with
+    independent men (own seeds)."""
+    from popsim.validation.scenarios import ASIAN_FRACTION, Options, runs_for
+
+    runs = runs_for("C2", Options(size=200, seed=5))
+    assert [r.design.trt.arms[0].product for r in runs] == ["enanthate", "undecanoate"]
+    sizes = [r.study.n_patients for r in runs]
+    assert sizes == [150, 50] and [r.study.n_trajectories for r in runs] == sizes
+    assert len({r.study.seed for r in runs}) == 2
+    asian = [r.design.covariates.asian.p for r in runs]
+    assert asian[1] == 1.0
+    assert (sizes[0] * asian[0] + sizes[1] * asian[1]) / sum(sizes) == pytest.approx(ASIAN_FRACTION)
+    assert runs[1].design.trt.arms[0].first_dose_extra_mg == 500.0
+
+
 def test_visit_cdf_interpolation_and_medians():
     visits = np.array([30.0, 60.0, 90.0])
     days = np.array([30.0, 60.0, 60.0, 90.0, 90.0])

@@ -332,14 +332,14 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     support = h["spermatogenic_support"]
     support_capped = jnp.minimum(support, 1.0)
     reserve = y[S.SPERMATOGONIAL_RESERVE]
-    # Regrowth by self-renewal (an emptied reserve refills from a small seed, after a lag)
+    # Regrowth by self-renewal (an emptied reserve refills from a small floor, after a lag)
     # and saturable depletion (the reserve drains at a near-constant rate until exhausted),
     # which together make recovery bimodal: men end treatment nearly full or nearly empty.
-    seed = p["reserve_self_renewal_seed"]
-    saturation = p["reserve_depletion_saturation"]
-    d_spermatogonia = (c["k_reserve_up_per_day"] * support_capped * (1.0 - reserve) * (seed + reserve) / (1.0 + seed)
-                       - p["k_reserve_depletion_per_day"] * (1.0 - support_capped) * reserve * (1.0 + saturation)
-                       / (reserve + saturation))
+    floor = p["reserve_regrowth_floor"]
+    half_saturation = p["reserve_depletion_half_saturation"]
+    d_spermatogonia = (c["k_reserve_up_per_day"] * support_capped * (1.0 - reserve) * (floor + reserve) / (1.0 + floor)
+                       - p["k_reserve_depletion_per_day"] * (1.0 - support_capped) * reserve * (1.0 + half_saturation)
+                       / (reserve + half_saturation))
     ratio = jnp.maximum(support, 0.0) / p["germ_death_support_ec50"]
     ratio2 = ratio * ratio
     death = p["germ_death_max_per_day"] * jnp.maximum(1.0 / (1.0 + ratio2 * ratio2) - c["death_at_baseline"], 0.0)

@@ -263,7 +263,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "FSH alone restores ~1/3 (Matsumoto 1983)"),
     _p("germ_death_max_per_day", 0.065, "1/day", "spermatogenesis",
        "maximal loss rate of germ cells without hormonal support",
-       "calibrated to C3 (suppression half-time 5.5 wk; <= 1 M/mL ~12-13 wk with the 68-d pipeline, "
+       "calibrated to C3 (suppression half-time 5.5 wk; <= 1 M/mL ~12-13 wk with the 68-d pipeline of that fit, "
        "docs/validation.md)"),
     _p("germ_death_support_ec50", 0.2, "1", "spermatogenesis", "support below which germ cells are lost",
        "assumption"),
@@ -275,13 +275,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "regrowth of the spermatogonial reserve at 30 y (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
        "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),
-    _p("reserve_self_renewal_seed", 0.05, "1", "spermatogenesis",
-       "seed of reserve regrowth by self-renewal, regrowth ~ (seed + Q)/(1 + seed): an emptied reserve "
+    _p("reserve_regrowth_floor", 0.05, "1", "spermatogenesis",
+       "floor of reserve regrowth by self-renewal, regrowth ~ (floor + Q)/(1 + floor): an emptied reserve "
        "refills after a lag",
        "model construct (stem-cell self-renewal); calibrated to C1/C4 (bimodal recovery, docs/validation.md)"),
-    _p("reserve_depletion_saturation", 0.05, "1", "spermatogenesis",
-       "reserve level below which depletion turns first order, depletion ~ Q (1 + K)/(Q + K): the reserve "
-       "drains at a near-constant rate until exhausted",
+    _p("reserve_depletion_half_saturation", 0.05, "1", "spermatogenesis",
+       "half-saturation reserve level of depletion, depletion ~ Q (1 + K)/(Q + K): the reserve drains at a "
+       "near-constant rate until exhausted (values below ~1e-3 make depletion near Q = 0 too stiff for the "
+       "default step)",
        "model construct; calibrated to C1/C4 (bimodal recovery, docs/validation.md)"),
     _p("germ_loss_impaired_per_day", 0.0, "1/day", "spermatogenesis",
        "germ-cell loss per pipeline stage at baseline support in an impaired testis (0 in a healthy man; "

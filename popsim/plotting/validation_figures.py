@@ -58,9 +58,11 @@ def _model_point(ax, x: float, m: MetricResult, label: str | None = None, horizo
 
 def _caption(ax, result: TargetResult) -> None:
     n_pass = sum(m.passed for m in result.metrics)
-    # Wrapped so that long titles and sources stay inside the figure.
+    # Wrapped so that long titles and sources stay inside the figure (~14 characters per
+    # inch at 9 pt).
+    width = max(int(14 * ax.figure.get_figwidth()), 40)
     text = f"{result.id}: {result.title}\n{result.source}  ({n_pass}/{len(result.metrics)} metrics pass)"
-    ax.figure.suptitle("\n".join(textwrap.fill(line, 100) for line in text.split("\n")), fontsize=9)
+    ax.figure.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")), fontsize=9)
 
 
 def figure_c1(result: TargetResult) -> Figure:

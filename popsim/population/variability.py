@@ -95,7 +95,8 @@ DEFAULT_VARIABILITY = Variability(
         ("fsh_base_iu_l", "inhibin_b_base_pg_ml", -0.5),
         ("fsh_base_iu_l", "sperm_base_m_ml", -0.3),
         ("t_base_nmol_l", "shbg_base_nmol_l", 0.4),
-        # Men whose reserve depletes fast also regrow it slowly (calibrated to C1, first pass).
+        # Men whose reserve depletes fast also regrow it slowly (calibrated to C1; kept in the
+        # bimodal-reserve refit).
         ("k_reserve_recovery_per_day", "k_reserve_depletion_per_day", -0.6),
         # C2 directions (Liu 2006), calibrated: men with a higher baseline LH (a testis that
         # needs more drive) regrow the reserve more slowly; men whose germ cells turn over

@@ -9,9 +9,11 @@ from popsim.validation.run import TargetResult
 EXPECTED_MISFITS = """\
 What the model is expected to get wrong on other studies, and why:
 
-- **The shape of recovery between 4 and 12 months**: the model recovers more men to
-  20 M/mL by 6 months than Liu 2006 observed (0.78 vs 0.67) while matching the medians and
-  the 12-24-month tail; studies reporting recovery at ~6 months will be over-predicted.
+- **Who recovers late**: a man who ends treatment with an empty spermatogonial reserve
+  recovers months after the rest (the bimodal recovery of C1). How many men end that way
+  grows with the depth and length of suppression, calibrated only on TE 200 mg weekly for
+  4-18 months; after years of clinical TRT, other doses or other ethnic mixes the slow
+  fraction is an extrapolation.
 - **Hormonal treatment of infertile men**: the gain in sperm output of an impaired testis
   under extra support rests on one study (anastrozole, Raman & Schlegel 2002); FSH, hCG or
   SERM trials in oligospermic men are extrapolations, and responders vs non-responders are
@@ -24,7 +26,8 @@ What the model is expected to get wrong on other studies, and why:
 - **Regimens far from the calibration set**: gels, cypionate, long (> 2 years) or repeated
   TRT, men over 51 y and men with low baseline fertility were not in C1-C4; their recovery
   times are extrapolations of the same mechanisms. The long-acting (undecanoate) direction
-  of C2 is weak (log HR -0.03 per SD).
+  of C2 is weak (log HR about -0.04 per SD on 8000 men) and holds only with the undecanoate
+  men Chinese, as in the trials; recovery after undecanoate or implants may be too fast.
 - **Gonadorelin twice weekly after TRT and tamoxifen in men** have no human efficacy
   data; their effect sizes are extrapolated (docs/validation.md).
 - **LH recovery after TRT**: no target constrains how fast LH returns; pituitary-reserve

@@ -1,6 +1,7 @@
 """Each published target as popsim cohorts: population, regimen, origin and sampling as
 the studies did it. The same scenarios ship as Hydra experiments
-(configs/experiment/c1_*.yaml .. c8_*.yaml) for ``popsim +experiment=...``.
+(configs/experiment/c1_*.yaml .. c8_*.yaml) for ``popsim +experiment=...``; C2's two
+cohorts ship as one pooled cohort there, since an experiment has one population.
 
 Scenario choices where a study is not a single regimen are documented in
 docs/validation.md (e.g. the supraphysiological "cycle" of C8 is TE 500 mg weekly for
