@@ -271,7 +271,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "depletion of the spermatogonial reserve without support (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): the share of men who end 12 months of TE with an empty "
        "reserve sets the slow minority (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
-    _p("k_reserve_recovery_per_day", 0.015, "1/day", "spermatogenesis",
+    _p("k_reserve_recovery_per_day", 0.013, "1/day", "spermatogenesis",
        "regrowth of the spermatogonial reserve at 30 y (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
        "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),

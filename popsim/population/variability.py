@@ -85,7 +85,7 @@ DEFAULT_VARIABILITY = Variability(
         # Reserve rates: calibrated to C1/C4 (docs/validation.md); with the saturable, self-renewing
         # reserve their spread decides who ends treatment with an empty reserve and how long it
         # takes to refill (C1 tail: 10% not at 20 M/mL by 12 months).
-        ("k_reserve_recovery_per_day", 1.0), ("k_reserve_depletion_per_day", 2.5),
+        ("k_reserve_recovery_per_day", 0.8), ("k_reserve_depletion_per_day", 2.5),
         ("spermatogenesis_days", 0.05),
         # Leydig sensitivity to LH: Tornoe 2007 population fit (IIV CV 46% on L50).
         ("leydig_lh_ec50_iu_l", 0.46),

@@ -26,8 +26,9 @@ What the model is expected to get wrong on other studies, and why:
 - **Regimens far from the calibration set**: gels, cypionate, long (> 2 years) or repeated
   TRT, men over 51 y and men with low baseline fertility were not in C1-C4; their recovery
   times are extrapolations of the same mechanisms. The long-acting (undecanoate) direction
-  of C2 is weak (log HR about -0.04 per SD on 8000 men) and holds only with the undecanoate
-  men Chinese, as in the trials; recovery after undecanoate or implants may be too fast.
+  of C2 is weak (log HR -0.02 to -0.11 per SD over four seeds of 2000 men) and relies on the
+  undecanoate men being Chinese, as in the trials; recovery after undecanoate or implants
+  may be too fast.
 - **Gonadorelin twice weekly after TRT and tamoxifen in men** have no human efficacy
   data; their effect sizes are extrapolated (docs/validation.md).
 - **LH recovery after TRT**: no target constrains how fast LH returns; pituitary-reserve
