@@ -1,0 +1,42 @@
+"""Short NUTS trial on the shipped example through popsim.calibration.fit.calibrate_problem."""
+import json, platform, sys, time
+import numpy as np
+import arviz as az
+from popsim.calibration.data import read_lab_data
+from popsim.calibration.fit import calibrate_problem
+from popsim.calibration.inference import InferenceSettings
+from popsim.calibration.problem import build_problem
+from popsim.calibration.spec import CalibrationSpec
+from popsim.calibration.synthetic import EXAMPLE_CSV
+
+par, warmup, samples, depth, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+spec = CalibrationSpec(dt_days=0.25, parameterization=par)
+settings = InferenceSettings(chains=1, warmup=warmup, samples=samples, max_tree_depth=depth, progress_bar=True, seed=0)
+t0 = time.perf_counter()
+result = calibrate_problem(build_problem(read_lab_data(EXAMPLE_CSV), spec), spec, settings)
+p = result.posterior
+s = p.sample_stats
+ess = {}
+for site in ("theta_pop", "omega", "sigma"):
+    x = p.draws[site]
+    for j in range(x.shape[-1]):
+        v = x[..., j]
+        ess[f"{site}[{j}]"] = {"bulk": float(az.ess(v, method="bulk")), "tail": float(az.ess(v, method="tail"))}
+res = {"host": platform.node(), "parameterization": par, "chains": 1, "warmup": warmup, "samples": samples,
+       "max_tree_depth": depth, "target_accept": settings.target_accept, "mass_matrix": settings.mass_matrix,
+       "init_steps": settings.init_steps, "dt_days": 0.25,
+       "timings_s": {k: round(v, 1) for k, v in p.timings_s.items()},
+       "wall_time_s_calibrate": round(result.wall_time_s, 1), "wall_time_s_total": round(time.perf_counter() - t0, 1),
+       "kept_draws": {"mean_n_steps": float(s["n_steps"].mean()), "max_n_steps": int(s["n_steps"].max()),
+                      "min_n_steps": int(s["n_steps"].min()),
+                      "mean_tree_depth": float(s["tree_depth"].mean()),
+                      "fraction_at_max_depth": float(np.mean(s["n_steps"] >= 2 ** depth - 1)),
+                      "step_size": float(s["step_size"].mean()), "acceptance": float(s["acceptance_rate"].mean()),
+                      "divergences": int(s["diverging"].sum()), "gradients": int(s["n_steps"].sum())},
+       "ess_population": ess,
+       "ess_bulk_min_population": min(e["bulk"] for k, e in ess.items() if k.startswith(("theta_pop", "omega"))),
+       "posterior_mean": {site: np.asarray(p.draws[site]).mean(axis=(0, 1)).round(4).tolist() for site in ("theta_pop", "omega", "sigma")},
+       "map_start_final_potential": float(p.losses[-1]) if p.losses is not None else None}
+text = json.dumps(res, indent=2)
+print(text)
+open(out, "w").write(text)
