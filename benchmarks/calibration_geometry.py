@@ -35,7 +35,7 @@ import time
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="lab data CSV (default: the shipped synthetic example)")
-    parser.add_argument("--parameterization", default="non_centred", choices=["non_centred", "centred"])
+    parser.add_argument("--parameterization", default="non_centred", choices=["non_centred", "centred", "mixed"])
     parser.add_argument("--dt", type=float, default=0.25, help="likelihood step, days")
     parser.add_argument("--adam-steps", type=int, default=200, help="Adam steps of the MAP start")
     parser.add_argument("--lbfgs-iterations", type=int, default=150)

@@ -110,9 +110,10 @@ def test_step_check_catches_a_step_that_is_unstable_away_from_the_typical_parame
     assert default["max_error_in_residual_sd"] < 0.1, default
 
 
-def test_centred_and_non_centred_models_are_the_same_posterior(small_data):
-    """Same point in both parameterizations: the log joint densities differ exactly by
-    the Jacobian of log theta = log typical + omega * eta, i.e. n * sum(log omega)."""
+def test_centred_non_centred_and_mixed_models_are_the_same_posterior(small_data):
+    """Same point in every parameterization: the log joint densities differ exactly by
+    the Jacobian of log theta = log typical + omega * eta, i.e. n * log omega summed over
+    the parameters sampled centred (all of them, or those marked centred under "mixed")."""
     from numpyro.infer.util import log_density
 
     from popsim.calibration.model import make_model
@@ -128,7 +129,11 @@ def test_centred_and_non_centred_models_are_the_same_posterior(small_data):
     eta = jnp.asarray(rng.standard_normal((n, k)))
     sigma = jnp.full((len(problem.analytes),), 0.3)
     log_theta = jnp.log(patient_parameters(problem, theta_pop, omega, eta))
-    for parameterization, individual in (("non_centred", {"eta": eta}), ("centred", {"log_theta": log_theta})):
+    mask = np.array([e.centred for e in CalibrationSpec().estimated])
+    assert mask.any() and not mask.all()  # the default marks the baselines centred, not the regrowth rate
+    z = jnp.where(mask, log_theta, eta)
+    for parameterization, individual in (("non_centred", {"eta": eta}), ("centred", {"log_theta": log_theta}),
+                                         ("mixed", {"z": z})):
         spec = CalibrationSpec(parameterization=parameterization)
         model = make_model(problem, spec, make_predictor(problem, spec))
         params = {"theta_pop": theta_pop, "omega": omega, "sigma": sigma, **individual}
@@ -137,6 +142,8 @@ def test_centred_and_non_centred_models_are_the_same_posterior(small_data):
         assert np.allclose(np.log(trace["theta"]["value"]), log_theta, atol=1e-4)
     expected = float(-n * jnp.sum(jnp.log(omega)))
     assert float(densities["centred"] - densities["non_centred"]) == pytest.approx(expected, abs=1e-2)
+    expected_mixed = float(-n * jnp.sum(jnp.where(mask, jnp.log(omega), 0.0)))
+    assert float(densities["mixed"] - densities["non_centred"]) == pytest.approx(expected_mixed, abs=1e-2)
 
 
 def test_laplace_metric_is_the_posterior_covariance_of_a_gaussian():
@@ -235,6 +242,12 @@ def test_config_errors_name_the_key(tmp_path):
         build_calibration(_config(**{"model.parameterization": "centered"}))
     with pytest.raises(ConfigError, match="inference.mass_matrix must be one of"):
         build_calibration(_config(**{"inference.mass_matrix": "identity"}))
+    bad_centred = _config()
+    bad_centred["model"]["estimated"][0]["centred"] = "yes"
+    with pytest.raises(ConfigError, match=r"model.estimated\[0\].centred must be true or false, got 'yes'"):
+        build_calibration(bad_centred)
+    mixed = build_calibration(_config(**{"model.parameterization": "mixed"}))
+    assert [e.centred for e in mixed.spec.estimated] == [True, True, True, False]
 
 
 def test_bad_csv_gives_row_level_errors_and_no_output(tmp_path):

@@ -17,6 +17,7 @@ from popsim.model.parameters import PARAMETER_INDEX
 
 _SITE_DIMS = {
     "theta_pop": ("parameter",), "omega": ("parameter",), "eta": ("patient", "parameter"), "log_theta": ("patient", "parameter"),
+    "z": ("patient", "parameter"),
     "theta": ("patient", "parameter"), "sigma": ("analyte",), "sigma_additive": ("additive_analyte",),
 }
 

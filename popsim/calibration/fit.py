@@ -13,7 +13,7 @@ from popsim.calibration.spec import CalibrationSpec
 
 # Sampled sites of either parameterization (popsim.calibration.model); those absent from
 # a model are ignored.
-LATENT_SITES = ("theta_pop", "omega", "eta", "log_theta", "sigma", "sigma_additive")
+LATENT_SITES = ("theta_pop", "omega", "eta", "log_theta", "z", "sigma", "sigma_additive")
 
 
 class CalibrationResult(NamedTuple):

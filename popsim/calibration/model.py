@@ -6,7 +6,9 @@ Sample sites (dims in brackets; K estimated parameters, A analytes, n patients):
 - ``eta`` [patient, parameter] (non-centred parameterization, the default): standardised
   individual effects, Normal(0, 1); or ``log_theta`` [patient, parameter] (centred): each
   man's log parameters, Normal(log theta_pop + log covariate factor, omega).
-  The other one is recorded as a deterministic site, so both are always reported;
+  The other one is recorded as a deterministic site, so both are always reported; under the
+  "mixed" parameterization the sampled site is ``z`` [patient, parameter]: ``log_theta``
+  for the parameters marked centred, ``eta`` for the others;
 - ``sigma`` [analyte]: proportional / log-scale residual sd (unused, prior only, for an
   additive analyte); ``sigma_additive`` [additive_analyte]: additive sd of the analytes with
   an additive or combined error model (absent when there are none);
@@ -132,6 +134,8 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
     arrays = ModelArrays(problem, spec)
     n, k, a = problem.n_patients, len(problem.estimated), len(problem.analytes)
     centred = spec.parameterization == "centred"
+    mixed = spec.parameterization == "mixed"
+    centred_mask = jnp.asarray([e.centred for e in spec.estimated])
     log_factor = jnp.log(jnp.asarray(problem.covariate_factor))
 
     def model(observed: bool = True):
@@ -141,11 +145,17 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
         # Each man's typical log parameters (population value and covariate effects).
         typical = jnp.log(theta_pop) + log_factor
         with numpyro.plate("patient", n, dim=-2), numpyro.plate("parameter_of_patient", k, dim=-1):
-            if centred:
+            if mixed:
+                z = numpyro.sample("z", dist.Normal(jnp.where(centred_mask, typical, 0.0),
+                                                    jnp.where(centred_mask, omega, 1.0)))
+            elif centred:
                 log_theta = numpyro.sample("log_theta", dist.Normal(typical, omega))
             else:
                 eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
-        if centred:
+        if mixed:
+            log_theta = numpyro.deterministic("log_theta", jnp.where(centred_mask, z, typical + omega * z))
+            eta = numpyro.deterministic("eta", jnp.where(centred_mask, (z - typical) / omega, z))
+        elif centred:
             eta = numpyro.deterministic("eta", (log_theta - typical) / omega)
         else:
             log_theta = numpyro.deterministic("log_theta", typical + omega * eta)

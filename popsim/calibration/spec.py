@@ -24,7 +24,7 @@ from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
 from popsim.model.parameters import PARAMETER_INDEX
 
 ERROR_MODELS = ("lognormal", "proportional", "additive", "combined")
-PARAMETERIZATIONS = ("centred", "non_centred")
+PARAMETERIZATIONS = ("centred", "non_centred", "mixed")
 
 
 class CalibrationSpecError(ValueError):
@@ -39,11 +39,15 @@ class EstimatedParameter:
         name: a model parameter (popsim.model.parameters.PARAMETER_INDEX).
         prior_log_sd: sd of the log-normal prior of the population value around the default.
         omega_prior: scale of the half-normal prior of the IIV sd (log scale).
+        centred: sampled centred under ``parameterization="mixed"`` (suits a parameter that
+            every man's data pin tightly, e.g. a baseline measured at many visits); the
+            others are sampled non-centred.
     """
 
     name: str
     prior_log_sd: float = 0.5
     omega_prior: float = 0.5
+    centred: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,12 @@ DEFAULT_RESIDUALS: tuple[ResidualModel, ...] = (
 # What drives recovery after TRT in the model (docs/model.md): baselines of the axis and
 # the rate at which the spermatogonial reserve regrows.
 DEFAULT_ESTIMATED: tuple[EstimatedParameter, ...] = (
-    EstimatedParameter("t_base_nmol_l", 0.3, 0.4),
-    EstimatedParameter("lh_base_iu_l", 0.3, 0.4),
-    EstimatedParameter("sperm_base_m_ml", 0.5, 0.7),
-    EstimatedParameter("k_reserve_recovery_per_day", 0.7, 0.7),
+    # Baselines are measured at many visits (centred under "mixed"); the regrowth rate is
+    # seen only through each man's recovery curve (non-centred).
+    EstimatedParameter("t_base_nmol_l", 0.3, 0.4, centred=True),
+    EstimatedParameter("lh_base_iu_l", 0.3, 0.4, centred=True),
+    EstimatedParameter("sperm_base_m_ml", 0.5, 0.7, centred=True),
+    EstimatedParameter("k_reserve_recovery_per_day", 0.7, 0.7, centred=False),
 )
 
 
@@ -108,7 +114,9 @@ class CalibrationSpec:
             "centred": each man's log parameters directly, ``log theta[i, k] ~
             Normal(log theta_pop[k] + log covariate_factor[i, k], omega[k])`` (often mixes
             better when every man has many observations, which pin his parameters and
-            leave no funnel with omega). Both report ``eta``, ``log_theta`` and ``theta``.
+            leave no funnel with omega); "mixed": centred for the parameters marked
+            ``centred``, non-centred for the others (one sampled site ``z``). All report
+            ``eta``, ``log_theta`` and ``theta``.
     """
 
     estimated: tuple[EstimatedParameter, ...] = DEFAULT_ESTIMATED

@@ -104,10 +104,15 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
     for i, item in enumerate(estimated_cfg):
         if not isinstance(item, Mapping) or "name" not in item:
             raise ConfigError(f"model.estimated[{i}] must be a mapping with a 'name', got {item!r}")
-        unknown = set(item) - {"name", "prior_log_sd", "omega_prior"}
+        unknown = set(item) - {"name", "prior_log_sd", "omega_prior", "centred"}
         if unknown:
-            raise ConfigError(f"model.estimated[{i}]: unknown key(s) {sorted(unknown)}; valid: name, prior_log_sd, omega_prior")
-        estimated.append(EstimatedParameter(str(item["name"]), item.get("prior_log_sd", 0.5), item.get("omega_prior", 0.5)))
+            raise ConfigError(f"model.estimated[{i}]: unknown key(s) {sorted(unknown)}; "
+                              "valid: name, prior_log_sd, omega_prior, centred")
+        centred = item.get("centred", False)
+        if not isinstance(centred, bool):
+            raise ConfigError(f"model.estimated[{i}].centred must be true or false, got {centred!r}")
+        estimated.append(EstimatedParameter(str(item["name"]), item.get("prior_log_sd", 0.5), item.get("omega_prior", 0.5),
+                                            centred))
     residual_cfg = model.get("residuals")
     if not isinstance(residual_cfg, Mapping) or not residual_cfg:
         raise ConfigError("model.residuals must map each analyte to {model, sigma_prior, additive_prior}")
