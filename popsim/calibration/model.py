@@ -3,11 +3,11 @@
 Sample sites (dims in brackets; K estimated parameters, A analytes, n patients):
 - ``theta_pop`` [parameter]: population value at the reference covariates, natural units;
 - ``omega`` [parameter]: IIV sd on the log scale;
-- ``eta`` [patient, parameter] (non-centred parameterization, the default): standardised
+- ``eta`` [patient, parameter] (non-centred parameterization): standardised
   individual effects, Normal(0, 1); or ``log_theta`` [patient, parameter] (centred): each
   man's log parameters, Normal(log theta_pop + log covariate factor, omega).
   The other one is recorded as a deterministic site, so both are always reported; under the
-  "mixed" parameterization the sampled site is ``z`` [patient, parameter]: ``log_theta``
+  "mixed" parameterization (the default) the sampled site is ``z`` [patient, parameter]: ``log_theta``
   for the parameters marked centred, ``eta`` for the others;
 - ``sigma`` [analyte]: proportional / log-scale residual sd (unused, prior only, for an
   additive analyte); ``sigma_additive`` [additive_analyte]: additive sd of the analytes with

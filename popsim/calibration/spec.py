@@ -109,13 +109,13 @@ class CalibrationSpec:
         sperm_floor_m_ml: floor of the predicted sperm concentration on the log scale
             (an azoospermic prediction is compared as this value; M/mL).
         precision: "float32" or "float64".
-        parameterization: how individual parameters are sampled. "non_centred" (default):
+        parameterization: how individual parameters are sampled. "non_centred":
             the standardised effects ``eta ~ Normal(0, 1)`` (suits sparse data);
             "centred": each man's log parameters directly, ``log theta[i, k] ~
             Normal(log theta_pop[k] + log covariate_factor[i, k], omega[k])`` (often mixes
             better when every man has many observations, which pin his parameters and
-            leave no funnel with omega); "mixed": centred for the parameters marked
-            ``centred``, non-centred for the others (one sampled site ``z``). All report
+            leave no funnel with omega); "mixed" (default): centred for the parameters
+            marked ``centred``, non-centred for the others (one sampled site ``z``). All report
             ``eta``, ``log_theta`` and ``theta``.
     """
 
@@ -125,7 +125,7 @@ class CalibrationSpec:
     output_step_days: float = 1.0
     sperm_floor_m_ml: float = 0.01
     precision: str = "float32"
-    parameterization: str = "non_centred"
+    parameterization: str = "mixed"
     extra: dict = field(default_factory=dict)
 
     @property

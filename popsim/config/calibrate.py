@@ -139,7 +139,7 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
     spec = CalibrationSpec(estimated=tuple(estimated), residuals=tuple(residuals),
                            dt_days=solver.get("dt_days"), output_step_days=model.get("output_step_days", 1.0),
                            sperm_floor_m_ml=model.get("sperm_floor_m_ml", 0.01), precision=solver.get("precision", "float32"),
-                           parameterization=model.get("parameterization", "non_centred"))
+                           parameterization=model.get("parameterization", "mixed"))
     try:
         validate_spec(spec)
     except CalibrationSpecError as error:
