@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow bench bench-quick bench-gradient docs lint-imports clean
+.PHONY: run test test-slow test-arviz1 bench bench-quick bench-gradient docs lint-imports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m slow
+
+# ArviZ 1.x installs only on Python 3.12+: a second environment with it runs the tests
+# that go through popsim.analysis.arviz_io (write, open, summary, LOO) and a real SVI fit.
+PYTHON312 ?= python3.12
+VENV312 := .venv-py312
+test-arviz1:
+	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV312)/bin/python -m pip install --quiet -e ".[dev]"
+	$(VENV312)/bin/python -c "import arviz, sys; print('ArviZ', arviz.__version__); sys.exit(arviz.__version__.startswith('0.'))"
+	$(VENV312)/bin/python -m pytest -q -p no:cacheprovider tests/test_calibration.py -k "round_trip or svi"
 
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports
@@ -40,4 +51,4 @@ docs: $(STAMP)
 	JAX_ENABLE_X64=1 $(BIN)/python docs/accuracy.py --write docs/accuracy.md
 
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) $(VENV312) outputs multirun

@@ -3,8 +3,11 @@
 path (``popsim.calibration.fit.calibrate_problem``): leapfrog steps and tree depth per
 draw, step size, divergences, wall time and the ESS of the population parameters.
 
-    python benchmarks/calibration_nuts_trial.py PARAMETERIZATION WARMUP SAMPLES MAX_TREE_DEPTH OUT.json
+    python benchmarks/calibration_nuts_trial.py PARAMETERIZATION WARMUP SAMPLES MAX_TREE_DEPTH OUT.json [MASS_MATRIX]
     python benchmarks/calibration_nuts_trial.py centred 20 20 5 nuts.json     # ~25 min on 2 cores
+    python benchmarks/calibration_nuts_trial.py mixed 30 30 5 nuts.json laplace
+
+MASS_MATRIX: diagonal (default), dense or laplace (popsim.calibration.inference).
 """
 
 import json
@@ -22,11 +25,13 @@ from popsim.calibration.problem import build_problem
 from popsim.calibration.spec import CalibrationSpec
 from popsim.calibration.synthetic import EXAMPLE_CSV
 
-if len(sys.argv) != 6:
+if len(sys.argv) not in (6, 7):
     sys.exit(__doc__)
 par, warmup, samples, depth, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+mass_matrix = sys.argv[6] if len(sys.argv) == 7 else "diagonal"
 spec = CalibrationSpec(dt_days=0.25, parameterization=par)
-settings = InferenceSettings(chains=1, warmup=warmup, samples=samples, max_tree_depth=depth, progress_bar=True, seed=0)
+settings = InferenceSettings(chains=1, warmup=warmup, samples=samples, max_tree_depth=depth, progress_bar=True, seed=0,
+                             mass_matrix=mass_matrix)
 t0 = time.perf_counter()
 result = calibrate_problem(build_problem(read_lab_data(EXAMPLE_CSV), spec), spec, settings)
 p = result.posterior
