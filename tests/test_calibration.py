@@ -146,6 +146,53 @@ def test_centred_non_centred_and_mixed_models_are_the_same_posterior(small_data)
     assert float(densities["mixed"] - densities["non_centred"]) == pytest.approx(expected_mixed, abs=1e-2)
 
 
+@pytest.mark.parametrize("precision, tolerance", [("float32", 2e-2), ("float64", 1e-4)])
+def test_finite_difference_gradient_matches_reverse_mode(small_data, precision, tolerance):
+    """``inference.gradient=finite_difference`` gives the exact reverse-mode gradient of the
+    log density up to its truncation and round-off error, for every latent site, at a point
+    away from the typical parameters; the log density itself is the same (up to the round-off of
+    a differently batched program)."""
+    from numpyro.infer.util import initialize_model
+
+    from popsim.calibration.model import make_model
+
+    data, _ = small_data
+    spec = CalibrationSpec(precision=precision)
+    gradients, values = {}, {}
+    with jax.enable_x64(precision == "float64"):
+        problem = build_problem(data, spec)
+        for derivative in ("reverse", "finite_difference"):
+            model = make_model(problem, spec, make_predictor(problem, spec, derivative))
+            info = initialize_model(jax.random.PRNGKey(1), model)
+            values[derivative], gradients[derivative] = jax.jit(jax.value_and_grad(info.potential_fn))(
+                info.param_info.z)
+    assert float(values["finite_difference"]) == pytest.approx(float(values["reverse"]), rel=1e-6)
+    for site, exact in gradients["reverse"].items():
+        exact, approximate = np.asarray(exact).ravel(), np.asarray(gradients["finite_difference"][site]).ravel()
+        assert np.all(np.isfinite(approximate)), site
+        assert np.max(np.abs(approximate - exact)) <= tolerance * np.max(np.abs(exact)), site
+    assert np.max(np.abs(np.asarray(gradients["reverse"]["z"]))) > 1.0  # not a flat point
+
+
+def test_finite_difference_gradient_stays_finite_when_a_perturbed_man_fails(small_data):
+    """A man whose simulation fails (an absurd regrowth rate makes the step unstable)
+    contributes slope 0 instead of NaN; the others keep their gradient."""
+    data, _ = small_data
+    spec = CalibrationSpec()
+    problem = build_problem(data, spec)
+    theta = problem.defaults[None, :] * problem.covariate_factor
+    assert problem.estimated[3] == "k_reserve_recovery_per_day"
+    theta[0, 3] = 1e4  # a 1e4/day rate: far outside RK4's stability region at a 6-hour step
+    predict = make_predictor(problem, spec, "finite_difference")
+    prediction, failed = jax.jit(predict)(jnp.asarray(theta, jnp.float32))
+    assert bool(failed[0]) and not bool(np.any(np.asarray(failed)[1:]))
+    gradient = jax.jit(jax.grad(lambda t: jnp.sum(jnp.where(jnp.isfinite(predict(t)[0]), predict(t)[0], 0.0))))(
+        jnp.asarray(theta, jnp.float32))
+    gradient = np.asarray(gradient)
+    assert np.all(np.isfinite(gradient))
+    assert np.all(gradient[0] == 0.0) and np.any(gradient[1:] != 0.0)
+
+
 def test_laplace_metric_is_the_posterior_covariance_of_a_gaussian():
     """For a Gaussian posterior the Laplace metric is its covariance, in numpyro's own
     flattening of the unconstrained sites (two sites, so the order matters)."""
@@ -206,6 +253,11 @@ def test_spec_and_settings_errors_name_the_field():
         validate_settings(InferenceSettings(chain_method="threads"))
     with pytest.raises(InferenceError, match="inference.samples must be an integer >= 1"):
         validate_settings(InferenceSettings(samples=0))
+    with pytest.raises(InferenceError, match=r"inference.gradient must be one of \('reverse', 'finite_difference'\)"):
+        validate_settings(InferenceSettings(gradient="fd"))
+    with pytest.raises(InferenceError, match="inference.mass_matrix=laplace .* set inference.gradient=reverse"):
+        validate_settings(InferenceSettings(mass_matrix="laplace"))
+    validate_settings(InferenceSettings(mass_matrix="laplace", gradient="reverse"))
     with pytest.raises(CalibrationSpecError, match="model.parameterization must be one of"):
         build_problem(read_lab_data(EXAMPLE_CSV), CalibrationSpec(parameterization="centered"))
 

@@ -49,7 +49,7 @@ def calibrate_problem(problem: CalibrationProblem, spec: CalibrationSpec,
                       settings: InferenceSettings = InferenceSettings()) -> CalibrationResult:
     """``calibrate`` for lab data already turned into a CalibrationProblem with ``spec``."""
     validate_settings(settings)
-    predict = make_predictor(problem, spec)
+    predict = make_predictor(problem, spec, settings.gradient)
     model = make_model(problem, spec, predict)
     t0 = time.perf_counter()
     posterior = run_inference(model, settings, LATENT_SITES)

@@ -29,6 +29,7 @@ MASS_MATRICES = ("laplace", "diagonal", "dense")
 # most 1/sqrt(0.05) ~ 4.5 instead of an unbounded one.
 LAPLACE_MIN_CURVATURE = 0.05
 METHODS = ("nuts", "svi")
+GRADIENTS = ("reverse", "finite_difference")  # popsim.calibration.problem.DERIVATIVES
 GUIDES = ("normal", "multivariate_normal")
 
 
@@ -51,6 +52,14 @@ class InferenceSettings:
             adaptation during warm-up; "laplace": the inverse Hessian of the potential at
             the MAP start (dense, fixed; warm-up adapts only the step size), for
             near-Gaussian posteriors where a short warm-up cannot learn a dense metric.
+        gradient: how the log density is differentiated (popsim.calibration.problem
+            .make_predictor): "finite_difference" (default: forward differences in each
+            man's parameters, one batched simulation of K + 1 copies of the cohort;
+            1.4-1.7x faster than reverse mode on a 2-core CPU for K = 4, and NUTS stays
+            exact because its acceptance uses the exact log density) or "reverse" (exact
+            reverse mode through the integrator; cheaper when many parameters are
+            estimated, and required by the "laplace" metric, which differentiates the
+            gradient).
         init_steps: Adam steps of the MAP start (0: start from the prior medians).
         init_learning_rate: Adam step size of the MAP start.
         svi_steps, svi_learning_rate, guide: SVI settings ("normal" or "multivariate_normal").
@@ -66,6 +75,7 @@ class InferenceSettings:
     target_accept: float = 0.8
     max_tree_depth: int = 5
     mass_matrix: str = "diagonal"
+    gradient: str = "finite_difference"
     init_steps: int = 200
     init_learning_rate: float = 0.03
     svi_steps: int = 2000
@@ -83,6 +93,12 @@ def validate_settings(s: InferenceSettings) -> None:
         raise InferenceError(f"inference.chain_method must be one of {CHAIN_METHODS}, got {s.chain_method!r}")
     if s.mass_matrix not in MASS_MATRICES:
         raise InferenceError(f"inference.mass_matrix must be one of {MASS_MATRICES}, got {s.mass_matrix!r}")
+    if s.gradient not in GRADIENTS:
+        raise InferenceError(f"inference.gradient must be one of {GRADIENTS}, got {s.gradient!r}")
+    if s.method == "nuts" and s.mass_matrix == "laplace" and s.gradient != "reverse":
+        raise InferenceError("inference.mass_matrix=laplace takes the Hessian by differencing the gradient, which "
+                             "needs the exact one: set inference.gradient=reverse, or choose "
+                             "inference.mass_matrix=diagonal")
     if s.method == "nuts" and s.mass_matrix == "laplace" and s.init_steps == 0:
         raise InferenceError("inference.mass_matrix=laplace needs the MAP start: set inference.init_steps >= 1, "
                              "or choose inference.mass_matrix=diagonal")

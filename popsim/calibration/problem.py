@@ -175,16 +175,40 @@ def build_problem(data: LabData, spec: CalibrationSpec, horizon_days: float | No
     )
 
 
-def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec) -> Callable:
+# Relative step of the finite-difference derivative (theta * exp(step)), per precision:
+# about the square root of the simulator's relative round-off over a few thousand steps
+# (float32 ~1e-5, float64 ~1e-12), which balances truncation and round-off error.
+FINITE_DIFFERENCE_STEP = {"float32": 3e-3, "float64": 1e-6}
+DERIVATIVES = ("reverse", "finite_difference")
+
+
+def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivative: str = "reverse") -> Callable:
     """The model prediction of every observation as a JAX function.
+
+    Args:
+        derivative: how ``jax.grad`` differentiates the prediction. "reverse": exact
+            reverse mode through every integrator step. "finite_difference": forward
+            differences in each man's K parameters, all K + 1 simulations in one batched
+            call (each man's predictions depend only on his own parameters, so K
+            perturbed copies of the cohort give the whole ``(n_patients, K)`` Jacobian).
+            On a 2-core CPU at calibration's small batches this is 1.4-1.7x as fast for
+            K = 4 (its cost grows with K, reverse mode's does not); its error is about
+            1e-3 of the gradient's scale in float32. HMC and NUTS stay exact with it: the
+            gradient only proposes, and the acceptance uses the exact log density.
 
     Returns:
         ``predict(theta) -> (prediction, failed)`` with ``theta`` ``(n_patients, K)`` the
         estimated parameters of each man (natural units), ``prediction`` ``(n_obs,)`` the
         latent model value of each observation (canonical units) and ``failed``
         ``(n_patients,)`` True where the simulation left the plausible state range.
-        Differentiable in ``theta`` (reverse mode).
+        Differentiable in ``theta`` by reverse-mode autodiff (``jax.grad``, ``jax.vjp``);
+        with "finite_difference", forward-mode autodiff (``jax.jvp``) is not available.
+
+    Raises:
+        ValueError: unknown ``derivative``.
     """
+    if derivative not in DERIVATIVES:
+        raise ValueError(f"inference.gradient must be one of {DERIVATIVES}, got {derivative!r}")
     grid = plan_output_grid(problem.grid_days, spec.dt_days, problem.start_day)
     max_steps = int(grid.n_steps.max())
     simulator = population_simulator(spec.precision, problem.species, max_steps,
@@ -213,7 +237,53 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec) -> Callab
         hi = stacked[analyte, patient, left + 1]
         return lo + weight * (hi - lo), failed
 
-    return predict
+    if derivative == "reverse":
+        return predict
+    return with_finite_difference_derivative(predict, patient, n, len(names),
+                                             FINITE_DIFFERENCE_STEP[spec.precision], dtype)
+
+
+def with_finite_difference_derivative(predict: Callable, patient, n_patients: int, n_parameters: int,
+                                      relative_step: float, dtype) -> Callable:
+    """``predict`` with a ``custom_vjp`` whose Jacobian is a forward difference.
+
+    The forward pass simulates the cohort and K copies of it, copy k with every man's
+    parameter k multiplied by ``exp(relative_step)``, as one batch ``(K + 1, n, K)``;
+    the slope of observation j in parameter k is ``(prediction_k[j] - prediction[j]) /
+    (theta[patient_j, k] (exp(relative_step) - 1))``. A perturbed man whose simulation
+    failed or gave a non-finite value gets slope 0 (his failure penalty is in the
+    unperturbed value).
+
+    Args:
+        predict: ``theta (n_patients, K) -> (values (n_obs,), failed (n_patients,))``,
+            where value j depends only on the parameters of man ``patient[j]``.
+        patient: ``(n_obs,)`` int index of the man of each value.
+        relative_step: multiplicative step, log scale.
+        dtype: dtype the simulation runs in.
+    """
+    k = n_parameters
+    factors = jnp.exp(relative_step * jnp.eye(k, dtype=dtype))  # (K, K): row k scales parameter k
+
+    @jax.custom_vjp
+    def predict_fd(theta):
+        return predict(theta)
+
+    def forward(theta_in):
+        theta = theta_in.astype(dtype)
+        thetas = jnp.concatenate([theta[None], theta[None] * factors[:, None, :]])  # (K + 1, n, K)
+        values, failed = jax.vmap(predict)(thetas)
+        step = (theta * jnp.expm1(jnp.asarray(relative_step, dtype)))[patient].T  # (K, n_obs)
+        slope = (values[1:] - values[0]) / step
+        usable = jnp.isfinite(slope) & ~failed[1:][:, patient]
+        return (values[0], failed[0]), jnp.where(usable, slope, 0.0).astype(theta_in.dtype)
+
+    def backward(slope, cotangents):
+        prediction_cotangent = cotangents[0]  # the failure flags are not differentiable
+        per_observation = (slope * prediction_cotangent[None, :]).T  # (n_obs, K)
+        return (jax.ops.segment_sum(per_observation, patient, num_segments=n_patients),)
+
+    predict_fd.defvjp(forward, backward)
+    return predict_fd
 
 
 def patient_parameters(problem: CalibrationProblem, theta_pop, omega, eta):
