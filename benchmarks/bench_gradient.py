@@ -10,9 +10,10 @@ One gradient of a log-density through ``popsim.solve.integrator.population_simul
   sperm concentration (floored at 1e-3);
 * parameters: per-patient log-multipliers of 4 parameters (k_reserve_recovery_per_day,
   lh_base_iu_l, sperm_base_m_ml, t_base_nmol_l), i.e. a (40, 4) array;
-* reverse mode (``jax.value_and_grad``), and forward mode (4 tangents, one per parameter
-  for every patient at once: patients are independent) for comparison, plus the forward
-  log-density alone.
+* reverse mode (``jax.value_and_grad``); for comparison forward mode (4 tangents, one per
+  parameter for every patient at once: patients are independent), batched forward
+  differences (calibration's ``inference.gradient=finite_difference``: the cohort and 4
+  perturbed copies of it in one simulator call), and the forward log-density alone.
 
 Target (issue #5): one gradient <= 50 ms on CPU. The ratio to the target is reported.
 
@@ -85,6 +86,23 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
     def log_density(eta):
         return jnp.sum(jnp.log(jnp.maximum(outputs(eta), 1e-3)))
 
+    from popsim.calibration.problem import FINITE_DIFFERENCE_STEP, with_finite_difference_derivative
+
+    def multiplied(theta):
+        # (n, 4) parameter multipliers -> (flat outputs, failed), for the finite differences.
+        p = dict(params)
+        for j, name in enumerate(PARAMETERS):
+            p[name] = params[name] * theta[:, j]
+        out, failed, _ = sim(p, doses, grid, scale0, rules)
+        return jnp.stack([out[k] for k in OBSERVED]).ravel(), failed
+
+    output_patient = jnp.broadcast_to(jnp.arange(n)[None, :, None], (len(OBSERVED), n, times.size)).ravel()
+    multiplied_fd = with_finite_difference_derivative(multiplied, output_patient, n, len(PARAMETERS),
+                                                      FINITE_DIFFERENCE_STEP["float32"], jnp.float32)
+
+    def log_density_fd(eta):
+        return jnp.sum(jnp.log(jnp.maximum(multiplied_fd(jnp.exp(eta))[0], 1e-3)))
+
     basis = jnp.stack([jnp.zeros((n, len(PARAMETERS)), jnp.float32).at[:, j].set(1.0)
                        for j in range(len(PARAMETERS))])
 
@@ -118,6 +136,17 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
                   gradient_compile_s=max(first - wall, 0.0), gradient_over_forward=wall / (result["forward_ms"] / 1e3),
                   gradient_over_target=1e3 * wall / TARGET_MS, log_density=float(value),
                   gradient_sum_per_parameter=[float(x) for x in np.asarray(grad).sum(axis=0)])
+    fd = jax.jit(jax.value_and_grad(log_density_fd))
+    start = time.perf_counter()
+    _, grad_fd = jax.block_until_ready(fd(eta))
+    first = time.perf_counter() - start
+    wall, cpu, _ = _clock(fd, eta + 0.01, repeats=repeats)
+    scale = np.abs(np.asarray(grad)).max()
+    result.update(finite_difference_ms=1e3 * wall, finite_difference_cpu_ms=1e3 * cpu,
+                  finite_difference_compile_s=max(first - wall, 0.0),
+                  reverse_over_finite_difference=result["gradient_ms"] / (1e3 * wall),
+                  finite_difference_vs_reverse_max_rel_diff=float(np.max(np.abs(np.asarray(grad_fd) - np.asarray(grad)))
+                                                                  / scale))
     if forward_mode:
         fwd = jax.jit(forward_gradient)
         start = time.perf_counter()
@@ -142,7 +171,8 @@ def main(argv=None) -> int:
         r = measure(float(Fraction(text)), args.patients, args.repeats, not args.no_forward_mode)
         print(json.dumps(r))
         print(f"dt {text}: gradient {r['gradient_ms']:.0f} ms ({r['gradient_over_target']:.1f}x the "
-              f"{TARGET_MS:.0f} ms target), forward {r['forward_ms']:.0f} ms, forward mode "
+              f"{TARGET_MS:.0f} ms target), finite differences {r['finite_difference_ms']:.0f} ms, forward "
+              f"{r['forward_ms']:.0f} ms, forward mode "
               f"{r.get('forward_mode_ms', float('nan')):.0f} ms", file=sys.stderr)
     return 0
 

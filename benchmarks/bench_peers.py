@@ -416,8 +416,8 @@ def peer_study_memory(cfg) -> dict:
 def peer_gradient(cfg) -> dict:
     """Small-batch gradient latency (bench_gradient.py): one reverse-mode gradient of a
     log-density for 40 patients x 3 years through population_simulator, at each step in
-    ``cfg["dts"]``, against the 50 ms target; forward log-density and forward-mode gradient
-    for comparison."""
+    ``cfg["dts"]``, against the 50 ms target; forward log-density, batched finite-difference
+    gradient and forward-mode gradient for comparison."""
     import bench_gradient
 
     rows = [bench_gradient.measure(float(dt), int(cfg.get("n_patients", 40)), int(cfg.get("repeats", 3)),

@@ -33,9 +33,10 @@ def test_quick_benchmark_writes_hardware_and_popsim_figure(tmp_path):
     assert "patient-years/s" in files[0].with_suffix(".md").read_text()
 
 
-def test_gradient_benchmark_reverse_mode_matches_forward_mode():
+def test_gradient_benchmark_reverse_mode_matches_forward_mode_and_finite_differences():
     """The small-batch gradient benchmark (bench_gradient.py) runs, reverse-mode gradients
-    through population_simulator work, and they agree with forward mode."""
+    through population_simulator work, and they agree with forward mode (exactly) and with
+    the batched finite differences (to their float32 truncation and round-off)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_gradient
@@ -45,6 +46,7 @@ def test_gradient_benchmark_reverse_mode_matches_forward_mode():
     assert r["gradient_ms"] > 0 and r["forward_ms"] > 0 and r["gradient_over_target"] > 0
     assert all(abs(g) > 0 for g in r["gradient_sum_per_parameter"])
     assert r["forward_vs_reverse_max_rel_diff"] < 1e-3
+    assert r["finite_difference_vs_reverse_max_rel_diff"] < 2e-2 and r["finite_difference_ms"] > 0
 
 
 def test_benchmark_port_matches_popsim_model():
