@@ -22,6 +22,8 @@ from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal
 from numpyro.optim import Adam
 
+from popsim.calibration.problem import DERIVATIVES
+
 CHAIN_METHODS = ("parallel", "sequential", "vectorized")
 MASS_MATRICES = ("laplace", "diagonal", "dense")
 # Smallest curvature kept in the Laplace metric (unconstrained space, where every prior
@@ -29,7 +31,7 @@ MASS_MATRICES = ("laplace", "diagonal", "dense")
 # most 1/sqrt(0.05) ~ 4.5 instead of an unbounded one.
 LAPLACE_MIN_CURVATURE = 0.05
 METHODS = ("nuts", "svi")
-GRADIENTS = ("reverse", "finite_difference")  # popsim.calibration.problem.DERIVATIVES
+GRADIENTS = DERIVATIVES  # how the likelihood is differentiated (make_predictor)
 GUIDES = ("normal", "multivariate_normal")
 
 

@@ -208,7 +208,7 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivativ
         ValueError: unknown ``derivative``.
     """
     if derivative not in DERIVATIVES:
-        raise ValueError(f"inference.gradient must be one of {DERIVATIVES}, got {derivative!r}")
+        raise ValueError(f"derivative (inference.gradient) must be one of {DERIVATIVES}, got {derivative!r}")
     grid = plan_output_grid(problem.grid_days, spec.dt_days, problem.start_day)
     max_steps = int(grid.n_steps.max())
     simulator = population_simulator(spec.precision, problem.species, max_steps,
