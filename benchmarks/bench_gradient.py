@@ -57,6 +57,7 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
     import numpy as np
 
     import popsim
+    from popsim.calibration.problem import FINITE_DIFFERENCE_STEP, with_finite_difference_derivative
     from popsim.dosing.table import compile_regimens
     from popsim.model.parameters import default_parameters
     from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
@@ -76,26 +77,21 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
     grid = OutputGrid(*map(jnp.asarray, plan))
     scale0 = jnp.ones(table.species.shape, jnp.float32)
 
-    def outputs(eta):
-        p = dict(params)
-        for j, name in enumerate(PARAMETERS):
-            p[name] = params[name] * jnp.exp(eta[:, j])
-        out, _, _ = sim(p, doses, grid, scale0, rules)
-        return jnp.stack([out[k] for k in OBSERVED])
-
-    def log_density(eta):
-        return jnp.sum(jnp.log(jnp.maximum(outputs(eta), 1e-3)))
-
-    from popsim.calibration.problem import FINITE_DIFFERENCE_STEP, with_finite_difference_derivative
-
     def multiplied(theta):
-        # (n, 4) parameter multipliers -> (flat outputs, failed), for the finite differences.
+        # (n, 4) parameter multipliers -> (flat outputs (3 n T,), failed (n,)).
         p = dict(params)
         for j, name in enumerate(PARAMETERS):
             p[name] = params[name] * theta[:, j]
         out, failed, _ = sim(p, doses, grid, scale0, rules)
         return jnp.stack([out[k] for k in OBSERVED]).ravel(), failed
 
+    def outputs(eta):
+        return multiplied(jnp.exp(eta))[0].reshape(len(OBSERVED), n, times.size)
+
+    def log_density(eta):
+        return jnp.sum(jnp.log(jnp.maximum(outputs(eta), 1e-3)))
+
+    # The same simulation with calibration's batched finite-difference derivative.
     output_patient = jnp.broadcast_to(jnp.arange(n)[None, :, None], (len(OBSERVED), n, times.size)).ravel()
     multiplied_fd = with_finite_difference_derivative(multiplied, output_patient, n, len(PARAMETERS),
                                                       FINITE_DIFFERENCE_STEP["float32"], jnp.float32)
