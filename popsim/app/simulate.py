@@ -82,6 +82,7 @@ def _run(cfg: DictConfig) -> float | None:
 
         jax.config.update("jax_enable_x64", True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    plan.info.setdefault("population", HydraConfig.get().runtime.choices.get("population"))
     log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s", plan.study.n_patients, plan.info["protocol"],
              plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision)
     started = time.perf_counter()
