@@ -177,13 +177,14 @@ def _hormones(y, exposure, p: Params, c: Params):
     # 1 / (1 + (x/ic50)^n) with x = state * baseline.
     inhibit_t = jax.nn.sigmoid(p["hill_free_t"] * (c["log_ic50_free_t_rel"] - _log(y[S.FEEDBACK_ANDROGEN])))
     inhibit_e = jax.nn.sigmoid(p["hill_e2"] * (c["log_ic50_e2_rel"] - _log(y[S.FEEDBACK_ESTROGEN])))
-    # The pulse generator's output saturates (disinhibited drive d acts as d (1 + K) /
-    # (d + K): 1 at baseline, at most 1 + K; castrate LH is several-fold, not hundreds-fold,
-    # baseline) and is scaled by its capacity, which long or intense androgen exposure
-    # lowers (hypothalamic_capacity < 1); gonadorelin bypasses it at the pituitary.
-    disinhibited = inhibit_t * inhibit_e * c["inv_drive_base"]
+    # The pulse generator's capacity (hypothalamic_capacity, lowered by long or intense
+    # androgen exposure) scales its disinhibited drive, and its output saturates: d acts
+    # as d (1 + K) / (d + K), 1 at baseline, at most 1 + K (castrate LH is several-fold,
+    # not hundreds-fold, baseline). A SERM still raises the output of a suppressed
+    # generator; gonadorelin bypasses it at the pituitary.
+    disinhibited = inhibit_t * inhibit_e * c["inv_drive_base"] * y[S.HYPOTHALAMIC_CAPACITY]
     k_sat = p["gnrh_drive_saturation"]
-    drive = disinhibited * (1.0 + k_sat) / (disinhibited + k_sat) * y[S.HYPOTHALAMIC_CAPACITY]
+    drive = disinhibited * (1.0 + k_sat) / (disinhibited + k_sat)
     if exposure["gonadorelin_effect_ug"] is not None:
         drive = drive + p["gonadorelin_max_drive"] * _michaelis(exposure["gonadorelin_effect_ug"], p["gonadorelin_ec50_ug"])
     stimulation = y[S.GNRH_RESPONSIVENESS] * drive

@@ -15,6 +15,7 @@ import numpy as np
 
 from popsim.model.observation import sample_semen
 from popsim.outcomes.endpoints import first_crossing, suppression_depth
+from popsim.units import DAYS_PER_MONTH
 
 ORIGINS = ("first_missed_dose", "last_dose", "protocol_start")
 
@@ -41,6 +42,9 @@ class EndpointSpec:
         hormone_baseline_fraction: LH, FSH and total T count as back at the man's own
             baseline at this fraction of it (a hormone approaching its baseline from
             below reaches 100% only asymptotically; 0.9 is within a typical assay CV).
+        hormone_months: months after the origin at which each man's LH, FSH and total T
+            are stored as fractions of his own baseline (columns
+            ``<hormone>_fraction_of_baseline_<m>mo``; their means are the group curves).
     """
 
     sperm_thresholds_m_ml: tuple[float, ...] = (1.0, 3.0, 5.0, 10.0, 15.0, 16.0, 20.0)
@@ -49,6 +53,7 @@ class EndpointSpec:
     sampling_interval_days: float = 30.0
     first_sample_offset_days: float = 30.0
     hormone_baseline_fraction: float = 0.9
+    hormone_months: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 12.0, 18.0, 24.0)
 
     def validate(self) -> None:
         if any(t <= 0 for t in self.sperm_thresholds_m_ml):
@@ -57,6 +62,8 @@ class EndpointSpec:
             raise ValueError("outcomes.baseline_fractions must be in (0, 2]")
         if self.sampling_interval_days < 0 or self.first_sample_offset_days < 0:
             raise ValueError("outcomes.sampling_interval_days and first_sample_offset_days must be >= 0")
+        if any(not (m >= 0 and m == m) for m in self.hormone_months):
+            raise ValueError(f"outcomes.hormone_months must be >= 0, got {list(self.hormone_months)}")
         if not 0 < self.hormone_baseline_fraction <= 1.5:
             raise ValueError(f"outcomes.hormone_baseline_fraction must be in (0, 1.5], got {self.hormone_baseline_fraction}")
 
@@ -133,7 +140,21 @@ def hormone_outcomes(times_days, outputs, params, origin_days, horizon_days, spe
     event = first_crossing(times_days, in_range.astype(np.float32), origin_days, 0.5, interpolate=False,
                            horizon_days=horizon_days)
     out["hormonal_recovery_days"], out["hormonal_recovery_observed"] = event.time_days, event.observed
+    rows = np.arange(t.shape[0])
+    for name, values, base in (("lh", lh, "lh_base_iu_l"), ("fsh", fsh, "fsh_base_iu_l"),
+                               ("testosterone", t, "t_base_nmol_l")):
+        for months in spec.hormone_months:
+            at = origin_days + months * DAYS_PER_MONTH
+            idx = np.clip(np.searchsorted(times_days, at - 1e-9), 0, times_days.size - 1)
+            value = values[rows, idx] / np.asarray(params[base], float)
+            beyond = (at > times_days[-1] + 1e-9) | (months * DAYS_PER_MONTH > horizon_days + 1e-9)
+            out[hormone_fraction_column(name, months)] = np.where(beyond, np.nan, value).astype(np.float32)
     return out
+
+
+def hormone_fraction_column(hormone: str, months: float) -> str:
+    """Outcome column of ``hormone`` ("lh", "fsh", "testosterone") over own baseline at a month."""
+    return f"{hormone}_fraction_of_baseline_{_label(months)}mo"
 
 
 def compute_outcomes(times_days: np.ndarray, outputs: dict[str, np.ndarray], params: dict[str, np.ndarray],
