@@ -1,7 +1,9 @@
 """The ``popsim`` command: a virtual cohort through TRT, cessation and a protocol.
 
 Hydra composes the configuration (configs/); popsim.app.preflight validates it before
-anything runs; outputs are written atomically into Hydra's run directory.
+anything runs; outputs are written atomically into Hydra's run directory, and a run
+directory that already holds the complete outputs of the same configuration is left as it
+is (so re-running an interrupted sweep into its folder runs only the unfinished jobs).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from popsim.analysis.survival import study_summary
 from popsim.analysis.trajectories import to_dataset
 from popsim.app import preflight
-from popsim.app.outputs import staged_outputs
+from popsim.app.callbacks import finish_sweeps
+from popsim.app.outputs import COMPLETE_MARKER, staged_outputs
 from popsim.app.progress import chunk_progress
 from popsim.app.store import CONFIG_NAME, register
 from popsim.config.build import build_run
@@ -42,7 +45,7 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
     with staged_outputs(run_dir) as tmp:
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         table.to_parquet(tmp / "outcomes.parquet", index=False)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+        (tmp / COMPLETE_MARKER).write_text(json.dumps(summary, indent=2, allow_nan=False))
         if result.trajectories:
             failed = table.set_index("patient_id").loc[result.trajectory_patient_ids, "failed"].to_numpy()
             ds = to_dataset(result.trajectories, failed, result.trajectory_patient_ids, result.trajectory_times_days,
@@ -72,16 +75,28 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
             (tmp / "report.md").write_text(render_report(summary, figure_paths, plan.info))
 
 
+def already_done(run_dir: Path, cfg: DictConfig) -> bool:
+    """Whether ``run_dir`` holds the complete outputs of a run of exactly ``cfg``."""
+    config = run_dir / "config.yaml"
+    return ((run_dir / COMPLETE_MARKER).is_file() and config.is_file()
+            and config.read_text() == OmegaConf.to_yaml(cfg, resolve=True))
+
+
 @hydra.main(config_path="pkg://popsim.configs", config_name=CONFIG_NAME, version_base="1.3")
 def _run(cfg: DictConfig) -> float | None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if already_done(run_dir, cfg):
+        log.info("%s already holds the complete outputs of this configuration: skipped (delete it to run again)",
+                 run_dir)
+        print(f"popsim: outputs already complete in {run_dir}, skipped")
+        return None
     typed = OmegaConf.to_object(cfg)
     plan = build_run(typed)
     if plan.study.settings.precision == "float64":
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s", plan.study.n_patients, plan.info["protocol"],
              plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision)
     started = time.perf_counter()
@@ -103,7 +118,10 @@ def main() -> None:
     if error is not None:
         print(f"popsim: error: {error}", file=sys.stderr)
         sys.exit(2)
-    _run()
+    try:
+        _run()
+    finally:
+        finish_sweeps()  # a sweep with a failed job still summarises the others and names it
 
 
 if __name__ == "__main__":
