@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import hydra
+import jax
 import numpy as np
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
@@ -26,8 +27,9 @@ from popsim.app import preflight
 from popsim.app.callbacks import finish_sweeps
 from popsim.app.outputs import COMPLETE_MARKER, staged_outputs
 from popsim.app.progress import chunk_progress
-from popsim.app.store import CONFIG_NAME, register
+from popsim.app.store import CONFIG_MODULE, CONFIG_NAME, register
 from popsim.config.build import build_run
+from popsim.outcomes import distributed
 from popsim.outcomes.study import run_study
 from popsim.plotting import figures
 from popsim.report.markdown import render_report
@@ -86,7 +88,7 @@ def already_done(run_dir: Path, cfg: DictConfig) -> bool:
 def _run(cfg: DictConfig) -> float | None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if already_done(run_dir, cfg):
+    if _skip(already_done(run_dir, cfg)):
         log.info("%s already holds the complete outputs of this configuration: skipped (delete it to run again)",
                  run_dir)
         print(f"popsim: outputs already complete in {run_dir}, skipped")
@@ -94,14 +96,16 @@ def _run(cfg: DictConfig) -> float | None:
     typed = OmegaConf.to_object(cfg)
     plan = build_run(typed)
     if plan.study.settings.precision == "float64":
-        import jax
-
         jax.config.update("jax_enable_x64", True)
     log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s", plan.study.n_patients, plan.info["protocol"],
              plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision)
     started = time.perf_counter()
     with chunk_progress(plan.study.n_patients, enabled=typed.output.progress) as on_chunk:
-        result = run_study(plan.design, plan.study, on_chunk=on_chunk)
+        if jax.process_count() > 1:
+            log.info("process 0 of %d: the other processes simulate their blocks of the cohort", jax.process_count())
+            result = distributed.run_study_across_processes(plan.design, plan.study, on_chunk=on_chunk)
+        else:
+            result = run_study(plan.design, plan.study, on_chunk=on_chunk)
     elapsed = time.perf_counter() - started
     n_failed = int(np.sum(result.outcomes["failed"]))
     log.info("simulated %d patients in %.1f s (%.0f patients/s); %d numerical failures", plan.study.n_patients,
@@ -111,13 +115,48 @@ def _run(cfg: DictConfig) -> float | None:
     return None
 
 
+def _skip(done: bool) -> bool:
+    """Whether to skip the run; across processes, process 0's answer (it owns the outputs)."""
+    if distributed.requested():
+        from jax.experimental import multihost_utils
+
+        return bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
+    return done
+
+
+def _worker(argv: list[str]) -> None:
+    """Process 1.. of a cohort across processes: simulate this process's block of patients
+    and hand it to process 0, which runs the Hydra job and writes the outputs (once)."""
+    from hydra import compose, initialize_config_module
+
+    overrides, _ = preflight.split_overrides(argv)
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name=CONFIG_NAME, overrides=[o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+    if _skip(False):
+        return
+    plan = build_run(OmegaConf.to_object(cfg))
+    if plan.study.settings.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    distributed.run_study_across_processes(plan.design, plan.study)
+
+
 def main() -> None:
     """Entry point of the ``popsim`` command."""
     register()
-    error = preflight.check(sys.argv[1:])
+    argv = sys.argv[1:]
+    across = distributed.requested()
+    if across:
+        distributed.initialize()  # before any JAX computation, the checks' included
+    error = preflight.check(argv)
+    if error is None and across and {"-m", "--multirun"} & set(argv):
+        error = ("a sweep (-m) cannot run across several processes: run one cohort per command, or sweep "
+                 "with hydra/launcher=slurm")
     if error is not None:
         print(f"popsim: error: {error}", file=sys.stderr)
         sys.exit(2)
+    if across and not distributed.is_writer():
+        _worker(argv)
+        return
     try:
         _run()
     finally:
