@@ -106,6 +106,8 @@ def test_slurm_sweep_matches_the_local_sweep_and_names_the_failed_job(slurm, tmp
     assert len(ran) == 3 and all(name == "simulate" and st == "COMPLETED" for _, name, st in ran), ran
     logs = sorted((cluster_dir / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 3 and all("Starting with JobEnvironment" in p.read_text() for p in logs)
+    # Each job shards its patients over the CPUs SLURM gave it (1), not the submit host's.
+    assert all(", 1 local cpu devices" in p.read_text() for p in logs)
     bad_dir = job_dir(cluster_dir, "1000000000.0")
     assert not (bad_dir / "summary.json").exists() and "MemoryError" in (bad_dir / "error.txt").read_text()
 

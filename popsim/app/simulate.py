@@ -97,8 +97,9 @@ def _run(cfg: DictConfig) -> float | None:
     plan = build_run(typed)
     if plan.study.settings.precision == "float64":
         jax.config.update("jax_enable_x64", True)
-    log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s", plan.study.n_patients, plan.info["protocol"],
-             plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision)
+    log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s, %d local %s devices", plan.study.n_patients,
+             plan.info["protocol"], plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision,
+             jax.local_device_count(), jax.default_backend())
     started = time.perf_counter()
     with chunk_progress(plan.study.n_patients, enabled=typed.output.progress) as on_chunk:
         if jax.process_count() > 1:
