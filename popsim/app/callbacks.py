@@ -64,7 +64,11 @@ def write_sweep_summary(sweep_dir: Path) -> tuple[Path | None, list[str]]:
         found[tuple(sorted(overrides))] = job_dir
         if (job_dir / COMPLETE_MARKER).is_file():
             complete.append((overrides, json.loads((job_dir / COMPLETE_MARKER).read_text())))
-    jobs = expected_jobs(sweep_dir) or [list(k) for k in found]
+    expected = expected_jobs(sweep_dir)
+    jobs = expected or [list(k) for k in found]
+    if expected:  # a folder re-used for another sweep: only this sweep's jobs
+        wanted = {tuple(sorted(o)) for o in expected}
+        complete = [(o, s) for o, s in complete if tuple(sorted(o)) in wanted]
     done = {tuple(sorted(o)) for o, _ in complete}
     # Label jobs by what varies between them; settings common to every job are noise.
     parsed = [dict(o.split("=", 1) for o in overrides if "=" in o) for overrides in jobs]
