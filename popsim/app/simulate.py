@@ -118,7 +118,7 @@ def _run(cfg: DictConfig) -> float | None:
 
 def _skip(done: bool) -> bool:
     """Whether to skip the run; across processes, process 0's answer (it owns the outputs)."""
-    if distributed.requested():
+    if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         return bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
