@@ -96,7 +96,7 @@ def test_slurm_sweep_matches_the_local_sweep_and_names_the_failed_job(slurm, tmp
     print(f"\nlocal sweep of 2 jobs {local_s:.1f} s; SLURM sweep of 3 jobs (2 CPUs) {cluster_s:.1f} s")
     # The failed job makes the command fail, names the job and its error, and keeps the rest.
     assert proc.returncode != 0
-    assert f"1 of 3 sweep jobs left no outputs" in proc.stderr and BAD_LABEL in proc.stderr
+    assert "1 of 3 sweep jobs left no outputs" in proc.stderr and BAD_LABEL in proc.stderr
     assert "MemoryError" in proc.stderr and f"hydra.sweep.dir={cluster_dir}" in proc.stderr
     report = (cluster_dir / "sweep_summary.md").read_text()
     assert "## Jobs without outputs" in report and BAD_LABEL in report
@@ -125,7 +125,8 @@ def test_slurm_sweep_matches_the_local_sweep_and_names_the_failed_job(slurm, tmp
     print(f"re-run with 2 of 3 jobs finished {again_s:.1f} s")
     assert again.returncode != 0 and BAD_LABEL in again.stderr
     assert {v: (job_dir(cluster_dir, v) / "outcomes.parquet").stat().st_mtime_ns for v in finished} == finished
-    skipped = [p for p in sorted((cluster_dir / ".submitit").glob("*/*_log.out")) if "already complete" in p.read_text()]
+    logs = sorted((cluster_dir / ".submitit").glob("*/*_log.out"))
+    skipped = [p for p in logs if "already complete" in p.read_text()]
     assert len(skipped) == 2
     pd.testing.assert_frame_equal(pd.read_csv(cluster_dir / "sweep_summary.csv"),
                                   pd.read_csv(local_dir / "sweep_summary.csv"))

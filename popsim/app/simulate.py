@@ -131,8 +131,9 @@ def _worker(argv: list[str]) -> None:
     from hydra import compose, initialize_config_module
 
     overrides, _ = preflight.split_overrides(argv)
+    task = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # the run dir etc. are process 0's
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name=CONFIG_NAME, overrides=[o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+        cfg = compose(config_name=CONFIG_NAME, overrides=task)
     if _skip(False):
         return
     plan = build_run(OmegaConf.to_object(cfg))
