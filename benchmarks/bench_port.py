@@ -30,7 +30,7 @@ N_STATES = S.N_STATES
 N_OUT = 4  # total T, LH, FSH, sperm concentration (bench_common.ACCURACY_OBSERVABLES)
 EXPOSURE_INDEX = {name: i for i, name in enumerate(EXPOSURE_NAMES)}
 KIND_CODE = {"release": 0, "concentration": 1, "amount": 2}
-N_CONSTANTS = 16
+N_CONSTANTS = 18
 
 
 def chain_rates(params: dict, species) -> tuple[np.ndarray, ...]:
@@ -106,10 +106,18 @@ def make_port(jit):
     k_depl, k_recov, recov_decline = (P["k_reserve_depletion_per_day"], P["k_reserve_recovery_per_day"],
                                       P["reserve_recovery_decline_per_year"])
     renewal_seed, depl_saturation = P["reserve_regrowth_floor"], P["reserve_depletion_half_saturation"]
+    drive_sat = P["gnrh_drive_saturation"]
+    hyp_ec50, hyp_hill, k_hyp_down = (P["hypothalamic_suppression_ec50"], P["hypothalamic_suppression_hill"],
+                                      P["k_hypothalamic_suppression_per_day"])
+    k_hyp_up, hyp_floor, hyp_decline = (P["k_hypothalamic_recovery_per_day"], P["hypothalamic_recovery_floor"],
+                                        P["hypothalamic_recovery_decline_per_year"])
+    k_lc_loss, k_lc_regrowth = P["k_leydig_cell_loss_per_day"], P["k_leydig_cell_regrowth_per_day"]
+    k_stem_loss, k_stem_recovery = P["k_stem_cell_loss_per_day"], P["k_stem_cell_recovery_per_day"]
     # State and exposure indices.
     FA, FE, PR, GR = S.FEEDBACK_ANDROGEN, S.FEEDBACK_ESTROGEN, S.PITUITARY_RESERVE, S.GNRH_RESPONSIVENESS
     LC, SH, SE, SR = S.LEYDIG_CAPACITY, S.SHBG, S.SERTOLI_FUNCTION, S.SPERMATOGONIAL_RESERVE
     G0, N_GERM, EPI = S.GERM_FIRST, S.N_GERM_STAGES, S.EPIDIDYMAL_SPERM
+    HC, LM, SC = S.HYPOTHALAMIC_CAPACITY, S.LEYDIG_CELL_MASS, S.STEM_CELL_POOL
     GERM_CONTENT_FIRST = G0 + S.N_GERM_STAGES // 3
     N_CONTENT = S.N_GERM_STAGES - S.N_GERM_STAGES // 3
     E_REL, E_HCG, E_FSH = EXPOSURE_INDEX["testosterone_release_mg_day"], EXPOSURE_INDEX["hcg_iu_l"], \
@@ -120,7 +128,7 @@ def make_port(jit):
     T_G_PER_MOL = TESTOSTERONE_G_PER_MOL
     # Patient-constant slots.
     (C_FT, C_DRIVE, C_LEYOUT, C_ITTSUP, C_FSHSUP, C_ITT, C_CAPMAX, C_HALF, C_KUP, C_RUP, C_KTR, C_DEATH,
-     C_E2IND, C_E2PERT, C_INVHCGMAX, C_LOGITT) = range(N_CONSTANTS)
+     C_E2IND, C_E2PERT, C_INVHCGMAX, C_LOGITT, C_HUP, C_LMUP) = range(N_CONSTANTS)
 
     @jit
     def _pow(x, exponent):
@@ -183,6 +191,8 @@ def make_port(jit):
         c[C_E2PERT] = (1.0 - p[e2_indep_frac]) * p[e2_base] / p[t_base]
         c[C_INVHCGMAX] = 1.0 / p[hcg_max]
         c[C_LOGITT] = math.log(p[itt_ratio] * p[t_base])
+        c[C_HUP] = p[k_hyp_up] * _age_factor(p[hyp_decline], age)
+        c[C_LMUP] = p[k_lc_regrowth] * _age_factor(p[regrowth_decline], age)
 
     @jit
     def hormones(y, ex, p, c):
@@ -191,7 +201,9 @@ def make_port(jit):
         ft_base = c[C_FT]
         x_t = max(y[FA], 0.0) * ft_base
         x_e = max(y[FE], 0.0) * p[e2_base]
-        drive = (_inhibition(x_t, p[ic50_ft], p[hill_ft]) * _inhibition(x_e, p[ic50_e2], p[hill_e2])) / c[C_DRIVE]
+        disinhibited = ((_inhibition(x_t, p[ic50_ft], p[hill_ft]) * _inhibition(x_e, p[ic50_e2], p[hill_e2]))
+                        / c[C_DRIVE] * max(y[HC], 0.0))
+        drive = disinhibited * (1.0 + p[drive_sat]) / (disinhibited + p[drive_sat])
         drive = drive + p[gn_max] * _hill(ex[E_GN], p[gn_ec50], 1.0)
         stimulation = max(y[GR], 0.0) * drive
         germ_sum = 0.0
@@ -208,7 +220,7 @@ def make_port(jit):
         # hCG's LH-equivalent stimulus saturates: e C / (1 + e C / M).
         hcg_equivalent = p[hcg_equiv] * max(ex[E_HCG], 0.0)
         lh_effective = lh + hcg_equivalent / (1.0 + hcg_equivalent * c[C_INVHCGMAX])
-        production_rel = max(y[LC], 0.0) * _leydig_output(lh_effective, p) / c[C_LEYOUT]
+        production_rel = max(y[LC], 0.0) * max(y[LM], 0.0) * _leydig_output(lh_effective, p) / c[C_LEYOUT]
         shbg_rel = max(max(y[SH], 0.0), 1e-3)
         clearance_rel = _pow(shbg_rel, -p[shbg_clear_exp])
         t_endogenous = p[t_base] * production_rel / clearance_rel
@@ -247,6 +259,12 @@ def make_port(jit):
         if sustained > 0.0:
             d_resp -= p[k_desens] * _hill(sustained, p[gn_sus_ec50], p[gn_sus_hill]) * responsiveness
         dy[GR] = d_resp
+        excess = max(max(y[FA], 0.0) - 1.0, 0.0)
+        capacity_target = _inhibition(excess, p[hyp_ec50], p[hyp_hill])
+        capacity = max(y[HC], 0.0)
+        k_cap_up = c[C_HUP] * (capacity + p[hyp_floor]) / (1.0 + p[hyp_floor])
+        falling = _sigmoid((capacity - capacity_target) / 0.01)
+        dy[HC] = (k_cap_up + (p[k_hyp_down] - k_cap_up) * falling) * (capacity_target - capacity)
         floor = p[ley_floor]
         stim = lh_effective / p[lh_base]
         leydig_target = floor + (c[C_CAPMAX] - floor) * stim / (c[C_HALF] + stim)
@@ -254,6 +272,9 @@ def make_port(jit):
         k_up = c[C_KUP]
         shrinking = _sigmoid((leydig - leydig_target) / 0.02)
         dy[LC] = (k_up + (p[k_atrophy] - k_up) * shrinking) * (leydig_target - leydig)
+        lh_support = min(stim, 1.0)
+        mass = max(y[LM], 0.0)
+        dy[LM] = c[C_LMUP] * lh_support * (1.0 - mass) - p[k_lc_loss] * (1.0 - lh_support) * mass
         shbg_target = _pow(max(total_t / p[t_base], 0.25), -p[shbg_andro_exp])
         dy[SH] = p[k_shbg] * (shbg_target - max(y[SH], 0.0))
         fsh_rel = fsh / p[fsh_base]
@@ -262,7 +283,9 @@ def make_port(jit):
         dy[SE] = p[k_sertoli] * (sertoli_target - max(y[SE], 0.0))
         support_capped = min(support, 1.0)
         reserve = max(y[SR], 0.0)
-        dy[SR] = (c[C_RUP] * support_capped * (1.0 - reserve) * (p[renewal_seed] + reserve) / (1.0 + p[renewal_seed])
+        stem = max(y[SC], 0.0)
+        dy[SC] = p[k_stem_recovery] * support_capped * (1.0 - stem) - p[k_stem_loss] * (1.0 - support_capped) * stem
+        dy[SR] = (c[C_RUP] * support_capped * (1.0 - reserve) * (p[renewal_seed] * stem + reserve) / (1.0 + p[renewal_seed])
                   - p[k_depl] * (1.0 - support_capped) * reserve * (1.0 + p[depl_saturation])
                   / (reserve + p[depl_saturation]))
         ratio = max(support, 0.0) / p[death_ec50]

@@ -107,10 +107,15 @@ def endpoint_label(endpoint: str) -> str:
         "any_sperm": "Any sperm in the ejaculate (above the detection limit)",
         "testosterone_ge_10p4": "Total testosterone ≥ 10.4 nmol/L (300 ng/dL)",
         "lh_in_range": "LH ≥ 1.7 IU/L (lower reference limit)",
+        "fsh_in_range": "FSH ≥ 1.5 IU/L (lower reference limit)",
+        "hormonal_recovery": "Hormonal recovery: LH 1.7-8.6 IU/L, FSH 1.5-12.4 IU/L and total T ≥ 10.4 nmol/L at once",
         "suppression_to_conc_le_1": "Sperm concentration ≤ 1 M/mL during TRT",
     }
     if endpoint in fixed:
         return fixed[endpoint]
+    for hormone, words in (("testosterone", "Total testosterone"), ("lh", "LH"), ("fsh", "FSH")):
+        if endpoint.startswith(f"{hormone}_ge_") and endpoint.endswith("pct_baseline"):
+            return f"{words} ≥ {endpoint[len(hormone) + 4:-len('pct_baseline')]}% of own pre-TRT value"
     if endpoint.startswith("conc_ge_") and endpoint.endswith("pct_baseline"):
         return f"Sperm concentration ≥ {endpoint[len('conc_ge_'):-len('pct_baseline')]}% of own pre-TRT value"
     if endpoint.startswith("conc_ge_"):
@@ -508,9 +513,12 @@ def cohort_description(df: pd.DataFrame) -> dict:
     """
     rows, n_failed = analysable(df)
     out: dict[str, Any] = {"n": int(len(df)), "n_failed": n_failed, "n_analysed": int(len(rows))}
-    for name in ("age_years", "bmi_kg_m2", "baseline_sperm_m_ml", "baseline_testosterone_nmol_l", "baseline_lh_iu_l"):
+    for name in ("age_years", "bmi_kg_m2", "testicular_function", "baseline_sperm_m_ml",
+                 "baseline_testosterone_nmol_l", "baseline_lh_iu_l", "baseline_fsh_iu_l"):
         if name in rows.columns:
             out[name] = _quantiles(rows[name])
+    if "baseline_testosterone_nmol_l" in rows.columns and len(rows):
+        out["baseline_testosterone_below_10p4_fraction"] = float((rows["baseline_testosterone_nmol_l"] < 10.4).mean())
     if "trt_duration_days" in rows.columns:
         out["trt_duration_months"] = _quantiles(rows["trt_duration_days"] / DAYS_PER_MONTH)
     if {"trt_dose_mg", "trt_interval_days"} <= set(rows.columns):
@@ -580,7 +588,37 @@ def study_summary(df: pd.DataFrame, endpoints: Sequence[str] | None = None,
                 entry["cox"] = cox_hazard_ratios(df, endpoint, variant)
             variants[variant] = entry
         out["endpoints"][endpoint] = {"label": endpoint_label(endpoint), "variants": variants}
+    out["hormones_over_baseline"] = hormone_fraction_summary(df)
     return to_json_safe(out)
+
+
+HORMONE_WORDS = {"lh": "LH", "fsh": "FSH", "testosterone": "Total testosterone"}
+
+
+def hormone_fraction_summary(df: pd.DataFrame) -> dict:
+    """Group means (and 10th/90th percentiles) of LH, FSH and total T over each man's own
+    baseline at the months after the origin that the table holds
+    (``<hormone>_fraction_of_baseline_<m>mo`` columns; numerical failures excluded).
+
+    Returns:
+        ``{hormone: [{"month", "mean", "q10", "q90", "n"}, ...]}``; empty when the table
+        has no such columns.
+    """
+    rows, _ = analysable(df)
+    out: dict[str, list] = {}
+    for hormone in HORMONE_WORDS:
+        prefix = f"{hormone}_fraction_of_baseline_"
+        entries = []
+        for column in [c for c in df.columns if c.startswith(prefix) and c.endswith("mo")]:
+            month = float(column[len(prefix):-2].replace("p", "."))
+            x = rows[column].to_numpy(float)
+            x = x[np.isfinite(x)]
+            if x.size:
+                entries.append({"month": month, "mean": float(x.mean()), "q10": float(np.quantile(x, 0.1)),
+                                "q90": float(np.quantile(x, 0.9)), "n": int(x.size)})
+        if entries:
+            out[hormone] = sorted(entries, key=lambda e: e["month"])
+    return out
 
 
 def to_json_safe(value: Any) -> Any:

@@ -33,6 +33,9 @@ OBSERVABLE_LABELS: dict[str, tuple[str, str, str]] = {
     "leydig_capacity": ("leydig_capacity", "1", "Leydig steroidogenic capacity (1 = baseline)"),
     "pituitary_reserve": ("pituitary_reserve", "1", "gonadotroph reserve (1 = baseline)"),
     "spermatogonial_reserve": ("spermatogonial_reserve", "1", "spermatogonial reserve (1 = baseline)"),
+    "hypothalamic_capacity": ("hypothalamic_capacity", "1", "capacity of the GnRH pulse generator (1 = baseline)"),
+    "leydig_cell_mass": ("leydig_cell_mass", "1", "Leydig cell number (1 = baseline)"),
+    "stem_cell_pool": ("stem_cell_pool", "1", "spermatogonial stem-cell pool (1 = baseline)"),
 }
 
 

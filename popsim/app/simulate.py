@@ -97,6 +97,7 @@ def _run(cfg: DictConfig) -> float | None:
     plan = build_run(typed)
     if plan.study.settings.precision == "float64":
         jax.config.update("jax_enable_x64", True)
+    plan.info.setdefault("population", HydraConfig.get().runtime.choices.get("population"))
     log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s, %d local %s devices", plan.study.n_patients,
              plan.info["protocol"], plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision,
              jax.local_device_count(), jax.default_backend())

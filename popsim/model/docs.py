@@ -23,8 +23,8 @@ START_MARKER = "<!-- parameter-table:start -->"
 END_MARKER = "<!-- parameter-table:end -->"
 REGENERATE_COMMAND = "python -m popsim.model.docs --write docs/model.md"
 
-_HEADER = ("| name | default | unit | meaning | source |\n"
-           "|---|---|---|---|---|")
+_HEADER = ("| name | default | unit | plausible range | meaning | source |\n"
+           "|---|---|---|---|---|---|")
 
 
 def _cell(text: str) -> str:
@@ -32,20 +32,26 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _range(plausible) -> str:
+    """``low-high`` of a plausible range, "-" where none is set."""
+    return "-" if plausible is None else f"{plausible[0]:.3g} to {plausible[1]:.3g}"
+
+
 def parameter_table_markdown() -> str:
     """Render PARAMETERS as markdown tables, one per group in order of first appearance.
 
     Returns:
         Markdown text: for each group a ``### Group: <group>`` heading and a table with
-        columns name (in backticks), default (``{:.4g}``), unit, meaning and source.
+        columns name (in backticks), default (``{:.4g}``), unit, plausible range, meaning
+        and source.
     """
     groups: dict[str, list] = {}
     for spec in PARAMETERS:
         groups.setdefault(spec.group, []).append(spec)
     blocks = []
     for group, specs in groups.items():
-        rows = [f"| `{spec.name}` | {spec.default:.4g} | {_cell(spec.unit)} | {_cell(spec.meaning)} "
-                f"| {_cell(spec.source)} |" for spec in specs]
+        rows = [f"| `{spec.name}` | {spec.default:.4g} | {_cell(spec.unit)} | {_range(spec.plausible)} "
+                f"| {_cell(spec.meaning)} | {_cell(spec.source)} |" for spec in specs]
         blocks.append(f"### Group: {group}\n\n{_HEADER}\n" + "\n".join(rows))
     return "\n\n".join(blocks) + "\n"
 

@@ -110,6 +110,10 @@ def patient_constants(p: Params) -> dict[str, jnp.ndarray]:
         "leydig_half_stimulus": (cap_max - 1.0) / (1.0 - p["leydig_floor"]),
         "k_leydig_up_per_day": p["k_leydig_regrowth_per_day"] * _age_factor(p["leydig_regrowth_decline_per_year"], age),
         "k_reserve_up_per_day": p["k_reserve_recovery_per_day"] * _age_factor(p["reserve_recovery_decline_per_year"], age),
+        "k_hypothalamic_up_per_day": p["k_hypothalamic_recovery_per_day"] * _age_factor(
+            p["hypothalamic_recovery_decline_per_year"], age),
+        "k_leydig_cell_up_per_day": p["k_leydig_cell_regrowth_per_day"] * _age_factor(
+            p["leydig_regrowth_decline_per_year"], age),
         "k_transit_per_day": N_GERM / p["spermatogenesis_days"],
         "death_at_baseline": _inhibition(1.0, death_ec, _DEATH_HILL),
         # Logarithms and reciprocals of per-patient constants used by the vector field
@@ -173,7 +177,14 @@ def _hormones(y, exposure, p: Params, c: Params):
     # 1 / (1 + (x/ic50)^n) with x = state * baseline.
     inhibit_t = jax.nn.sigmoid(p["hill_free_t"] * (c["log_ic50_free_t_rel"] - _log(y[S.FEEDBACK_ANDROGEN])))
     inhibit_e = jax.nn.sigmoid(p["hill_e2"] * (c["log_ic50_e2_rel"] - _log(y[S.FEEDBACK_ESTROGEN])))
-    drive = inhibit_t * inhibit_e * c["inv_drive_base"]
+    # The pulse generator's capacity (hypothalamic_capacity, lowered by long or intense
+    # androgen exposure) scales its disinhibited drive, and its output saturates: d acts
+    # as d (1 + K) / (d + K), 1 at baseline, at most 1 + K (castrate LH is several-fold,
+    # not hundreds-fold, baseline). A SERM still raises the output of a suppressed
+    # generator; gonadorelin bypasses it at the pituitary.
+    disinhibited = inhibit_t * inhibit_e * c["inv_drive_base"] * y[S.HYPOTHALAMIC_CAPACITY]
+    k_sat = p["gnrh_drive_saturation"]
+    drive = disinhibited * (1.0 + k_sat) / (disinhibited + k_sat)
     if exposure["gonadorelin_effect_ug"] is not None:
         drive = drive + p["gonadorelin_max_drive"] * _michaelis(exposure["gonadorelin_effect_ug"], p["gonadorelin_ec50_ug"])
     stimulation = y[S.GNRH_RESPONSIVENESS] * drive
@@ -203,7 +214,7 @@ def _hormones(y, exposure, p: Params, c: Params):
         lh_effective = lh + hcg_equivalent / (1.0 + hcg_equivalent * c["inv_hcg_lh_max"])
     leydig_output = 1.0 + p["leydig_lh_max_fold"] * _hill_log(_log(lh_effective), c["log_leydig_lh_ec50"],
                                                               p["leydig_lh_hill"])
-    production_rel = y[S.LEYDIG_CAPACITY] * leydig_output * c["inv_leydig_output_base"]
+    production_rel = y[S.LEYDIG_CAPACITY] * y[S.LEYDIG_CELL_MASS] * leydig_output * c["inv_leydig_output_base"]
     shbg_rel = jnp.maximum(y[S.SHBG], 1e-3)
     # 1 / clearance_rel = shbg_rel ** shbg_clearance_exponent
     inverse_clearance = jnp.exp(p["shbg_clearance_exponent"] * jnp.log(shbg_rel))
@@ -268,7 +279,9 @@ def _hormones(y, exposure, p: Params, c: Params):
 
 # Reported slow states (normalised, 1 = the man's own baseline).
 REPORTED_STATES = {"leydig_capacity": S.LEYDIG_CAPACITY, "pituitary_reserve": S.PITUITARY_RESERVE,
-                   "spermatogonial_reserve": S.SPERMATOGONIAL_RESERVE}
+                   "spermatogonial_reserve": S.SPERMATOGONIAL_RESERVE,
+                   "hypothalamic_capacity": S.HYPOTHALAMIC_CAPACITY, "leydig_cell_mass": S.LEYDIG_CELL_MASS,
+                   "stem_cell_pool": S.STEM_CELL_POOL}
 
 
 def observables(y, exposure: Mapping[str, jnp.ndarray | None], p: Params, c: Params) -> dict[str, jnp.ndarray]:
@@ -299,6 +312,20 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     d_reserve = p["k_pituitary_reserve_per_day"] * (reserve_target - y[S.PITUITARY_RESERVE])
 
     d_responsiveness = p["k_gnrh_resensitisation_per_day"] * (1.0 - y[S.GNRH_RESPONSIVENESS])
+
+    # Hypothalamic capacity: androgen feedback above the man's own baseline lowers it
+    # towards 1 / (1 + (excess / ec50)^n) over weeks to months. It regrows sigmoidally,
+    # in proportion to (capacity + floor), so the lag after stopping grows with the log of
+    # the depth that the exposure (dose x duration) reached: months after a heavy cycle,
+    # nothing after contraceptive doses.
+    excess = jnp.maximum(y[S.FEEDBACK_ANDROGEN] - 1.0, 0.0)
+    capacity_target = _inhibition(excess, p["hypothalamic_suppression_ec50"], p["hypothalamic_suppression_hill"])
+    capacity = y[S.HYPOTHALAMIC_CAPACITY]
+    capacity_floor = p["hypothalamic_recovery_floor"]
+    k_capacity_up = c["k_hypothalamic_up_per_day"] * (capacity + capacity_floor) / (1.0 + capacity_floor)
+    capacity_falling = jax.nn.sigmoid((capacity - capacity_target) / 0.01)
+    d_capacity = (k_capacity_up + (p["k_hypothalamic_suppression_per_day"] - k_capacity_up) * capacity_falling) * (
+        capacity_target - capacity)
     if gonadorelin_sustained_ug_day is not None:
         desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill_log(
             _log(gonadorelin_sustained_ug_day), c["log_gonadorelin_sustained_ec50"], p["gonadorelin_sustained_hill"])
@@ -315,6 +342,13 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     k_down = p["k_leydig_atrophy_per_day"]
     shrinking = jax.nn.sigmoid((leydig - leydig_target) / 0.02)
     d_leydig = (k_up + (k_down - k_up) * shrinking) * (leydig_target - leydig)
+    # Leydig cell number: lost while LH (or hCG) stimulation is below the man's baseline
+    # (LH is the Leydig cells' survival factor), regrown slowly from stem Leydig cells
+    # under LH, so part of a long deprivation outlasts the return of LH.
+    lh_support = jnp.minimum(stim, 1.0)
+    mass = y[S.LEYDIG_CELL_MASS]
+    d_mass = (c["k_leydig_cell_up_per_day"] * lh_support * (1.0 - mass)
+              - p["k_leydig_cell_loss_per_day"] * (1.0 - lh_support) * mass)
 
     # Androgens lower hepatic SHBG; below a quarter of baseline T the target stops rising
     # (SHBG rises only modestly after castration).
@@ -337,7 +371,11 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     # which together make recovery bimodal: men end treatment nearly full or nearly empty.
     floor = p["reserve_regrowth_floor"]
     half_saturation = p["reserve_depletion_half_saturation"]
-    d_spermatogonia = (c["k_reserve_up_per_day"] * support_capped * (1.0 - reserve) * (floor + reserve) / (1.0 + floor)
+    # The floor is seeded by the stem-cell pool, which years without support wear down.
+    stem = y[S.STEM_CELL_POOL]
+    d_stem = (p["k_stem_cell_recovery_per_day"] * support_capped * (1.0 - stem)
+              - p["k_stem_cell_loss_per_day"] * (1.0 - support_capped) * stem)
+    d_spermatogonia = (c["k_reserve_up_per_day"] * support_capped * (1.0 - reserve) * (floor * stem + reserve) / (1.0 + floor)
                        - p["k_reserve_depletion_per_day"] * (1.0 - support_capped) * reserve * (1.0 + half_saturation)
                        / (reserve + half_saturation))
     ratio = jnp.maximum(support, 0.0) / p["germ_death_support_ec50"]
@@ -354,7 +392,7 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     return jnp.concatenate([
         jnp.stack([d_feedback_androgen, d_feedback_estrogen, d_reserve, d_responsiveness,
                    d_leydig, d_shbg, d_sertoli, d_spermatogonia]),
-        d_germ, jnp.reshape(d_epididymis, (1,))])
+        d_germ, jnp.stack([d_epididymis, d_capacity, d_mass, d_stem])])
 
 
 def initial_state(dtype=jnp.float32) -> jnp.ndarray:

@@ -28,6 +28,8 @@ class ParamSpec:
         meaning: one line.
         source: citation, "derived: ..." or "calibrated to C-n" or "assumption".
         positive: whether the value must be > 0 (all log-normal IIV targets are).
+        plausible: ``(low, high)`` physiologically plausible range that calibration must
+            stay inside (None where no range has been set).
     """
 
     name: str
@@ -37,10 +39,15 @@ class ParamSpec:
     meaning: str
     source: str
     positive: bool = True
+    plausible: tuple[float, float] | None = None
 
 
-def _p(name, default, unit, group, meaning, source, positive=True):
-    return ParamSpec(name, float(default), unit, group, meaning, source, positive)
+def _p(name, default, unit, group, meaning, source, positive=True, plausible=None):
+    return ParamSpec(name, float(default), unit, group, meaning, source, positive,
+                     None if plausible is None else (float(plausible[0]), float(plausible[1])))
+
+
+YEAR = 365.25
 
 
 MF = "model-facts.md"
@@ -164,7 +171,42 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("ki_tamoxifen_ng_ml", 60.0, "ng/mL", "hypothalamus",
        "tamoxifen concentration halving estrogen-receptor signalling",
        "assumption: 20 mg/day comparable to clomiphene 150 mg (Vermeulen 1978)"),
+    _p("hypothalamic_suppression_ec50", 4.04, "1", "hypothalamus",
+       "androgen feedback above the man's own baseline (free T / baseline - 1) that halves the capacity of "
+       "the GnRH pulse generator after prolonged exposure",
+       "calibrated to C9 (hormonal recovery after supraphysiological androgens takes months; Christou 2017, "
+       "Eur J Endocrinol 2023) with C1/C4 (recovery after contraceptive doses is quick): only "
+       "supraphysiological exposure suppresses the pulse generator deeply (kisspeptin/GnRH neurons, "
+       "anabolic-steroid induced hypogonadism)", plausible=(0.5, 6.0)),
+    _p("hypothalamic_suppression_hill", 5.85, "1", "hypothalamus", "steepness of that suppression",
+       "calibrated to C1/C9 jointly: a threshold response, so that contraceptive doses (free T ~3x baseline) "
+       "leave the generator nearly intact while 500-1000 mg weekly (free T 8-16x) suppresses it deeply",
+       plausible=(1.0, 8.0)),
+    _p("k_hypothalamic_suppression_per_day", 0.0307, "1/day", "hypothalamus",
+       "rate at which the pulse-generator capacity falls towards its suppressed level",
+       "assumption: longer cycles lower the odds of recovery (Eur J Endocrinol 2023), so the depth builds "
+       "over months", plausible=(1.0 / 365.0, 1.0 / 14.0)),
+    _p("k_hypothalamic_recovery_per_day", 0.0164, "1/day", "hypothalamus",
+       "recovery of the pulse-generator capacity at 30 y once the excess androgen is gone",
+       "calibrated to C9 (group-mean LH and FSH back 13-24 weeks after stopping; gonadotropins 3-6 months "
+       "after anabolic steroids, Endocrine Connections 2023 in " + MF + " 9)",
+       plausible=(1.0 / 365.0, 1.0 / 14.0)),
+    _p("hypothalamic_recovery_floor", 0.001, "1", "hypothalamus",
+       "floor of the sigmoid regrowth of the pulse-generator capacity, regrowth ~ (floor + H)/(1 + floor): "
+       "a deeply suppressed generator comes back after a lag",
+       "model construct (sigmoid recovery curves after anabolic steroids); calibrated to C9",
+       plausible=(0.001, 0.2)),
+    _p("hypothalamic_recovery_decline_per_year", 0.01, "1/year", "hypothalamus",
+       "fractional slowing of that recovery per year of age over 30",
+       "assumption: older men recover the axis more slowly after TRT (MODEL.md mechanism 11)",
+       plausible=(0.0, 0.03)),
     # --- Pituitary
+    _p("gnrh_drive_saturation", 9.0, "1", "hypothalamus",
+       "saturation of the GnRH pulse generator: disinhibited drive d acts as d (1 + K) / (d + K), at most "
+       "1 + K times baseline",
+       "LH reaches ~6-13x a eugonadal level after castration or a 100 ug gonadorelin bolus (peak ~60 IU/L, "
+       + MF + " 3); without a ceiling a SERM after androgen withdrawal drove LH to hundreds of times "
+       "baseline", plausible=(4.0, 15.0)),
     _p("lh_gnrh_exponent", 1.0, "1", "pituitary", "LH secretion ~ (GnRH drive)^exponent", "assumption"),
     _p("fsh_gnrh_exponent", 1.7, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
        "calibrated to C5/C6 (FSH 3% of baseline on TE; FSH ~ LH at 50 mg TE/week)"),
@@ -215,6 +257,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "calibrated to C8 (T back within 15% three months after a cycle)"),
     _p("leydig_regrowth_decline_per_year", 0.015, "1/year", "leydig",
        "fractional slowing of Leydig regrowth per year of age over 30", "assumption"),
+    _p("k_leydig_cell_loss_per_day", 0.00183, "1/day", "leydig",
+       "loss of Leydig cells per day at full LH deprivation (in proportion to the shortfall of LH or hCG "
+       "stimulation below baseline)",
+       "calibrated to C10 (former long-term users keep ~23% lower T 1.5-4 y after stopping, Rasmussen 2016) "
+       "with C1/C8 (T back after months of contraceptive or cycle doses); LH withdrawal causes Leydig "
+       "apoptosis (hypophysectomy, GnRH antagonists; " + MF + " 4.2)",
+       plausible=(1.0 / (20.0 * YEAR), 1.0 / (0.5 * YEAR))),
+    _p("k_leydig_cell_regrowth_per_day", 0.000456, "1/day", "leydig",
+       "regrowth of the Leydig cell number at 30 y under baseline LH (from stem Leydig cells); slows with "
+       "age as leydig_regrowth_decline_per_year",
+       "calibrated to C10; adult Leydig cells are replaced over years (attrition ~80 million of 700 million "
+       "per decade, Kaler & Neaves 1978, " + MF + " 4.2)",
+       plausible=(1.0 / (10.0 * YEAR), 1.0 / (0.25 * YEAR))),
     _p("itt_serum_ratio", 87.5, "1", "leydig", "baseline ITT / serum total T",
        "1234 nmol/L ITT at 14.1 nmol/L serum (Coviello 2005)"),
     _p("itt_diffusion_ratio", 1.0, "1", "leydig", "ITT contributed per nmol/L of serum T",
@@ -271,7 +326,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "depletion of the spermatogonial reserve without support (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): the share of men who end 12 months of TE with an empty "
        "reserve sets the slow minority (P(>=20 M/mL) 0.67/0.90 at 6/12 months); longer TRT recovers slower (C2)"),
-    _p("k_reserve_recovery_per_day", 0.013, "1/day", "spermatogenesis",
+    _p("k_reserve_recovery_per_day", 0.021, "1/day", "spermatogenesis",
        "regrowth of the spermatogonial reserve at 30 y (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
        "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),
@@ -293,6 +348,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "how strongly hormonal drive (Sertoli function x ITT, relative to baseline) lowers that loss",
        "calibrated to C7 (anastrozole in oligospermic men: concentration x2.8, Raman & Schlegel 2002); "
        "FSH and T are germ-cell survival factors (Sinha Hikim & Swerdloff 1999)"),
+    _p("k_stem_cell_loss_per_day", 0.00105, "1/day", "spermatogenesis",
+       "loss of spermatogonial stem cells per day without hormonal support (in proportion to the support "
+       "shortfall): years of suppression wear down what reseeds an emptied reserve",
+       "calibrated to C11 (a third of azoospermic TRT patients without sperm 6 months after stopping, "
+       "Samplaski 2014) with C1/C4; longer TRT recovers less (Liu 2006)",
+       plausible=(1.0 / (20.0 * YEAR), 1.0 / (0.5 * YEAR))),
+    _p("k_stem_cell_recovery_per_day", 1.0 / YEAR, "1/day", "spermatogenesis",
+       "recovery of the stem-cell pool under full support", "assumption: slow self-renewal",
+       plausible=(1.0 / (10.0 * YEAR), 1.0 / (0.25 * YEAR))),
     _p("reserve_recovery_decline_per_year", 0.01, "1/year", "spermatogenesis",
        "fractional slowing of reserve recovery per year of age over 30", "assumption"),
     # --- Semen observation

@@ -27,7 +27,7 @@ from popsim.solve.settings import SolverSettings
 # PRNG streams of a study's root key.
 STREAM_POPULATION, STREAM_SEMEN = 0, 1
 # Observables needed to compute outcomes.
-OUTCOME_OBSERVABLES = ("sperm_concentration_m_ml", "total_testosterone_nmol_l", "lh_iu_l")
+OUTCOME_OBSERVABLES = ("sperm_concentration_m_ml", "total_testosterone_nmol_l", "lh_iu_l", "fsh_iu_l")
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,7 @@ def run_study(design: CohortDesign, study: StudySpec,
             "baseline_sperm_m_ml": cohort.params["sperm_base_m_ml"],
             "baseline_testosterone_nmol_l": cohort.params["t_base_nmol_l"],
             "baseline_lh_iu_l": cohort.params["lh_base_iu_l"],
+            "baseline_fsh_iu_l": cohort.params["fsh_base_iu_l"],
             **rows,
         }
         for k, v in table.items():

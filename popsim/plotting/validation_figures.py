@@ -222,9 +222,86 @@ def figure_c8(result: TargetResult) -> Figure:
     return fig
 
 
+def figure_c9(result: TargetResult) -> Figure:
+    c = result.curves
+    weeks = c["weeks"]
+    fig, (a1, a2) = _figure(2)
+    a1.plot(weeks, c["p_hormonal_recovery_no_pct"], color=MODEL, label="model, no drug after stopping")
+    a1.plot(weeks, c["p_hormonal_recovery_with_pct"], "--", color=MODEL, label="model, clomiphene PCT")
+    for name, y in (("median_weeks_to_hormonal_recovery_no_pct", 0.5), ("median_weeks_to_hormonal_recovery_with_pct", 0.52)):
+        m = _metric(result, name)
+        _target_point(a1, y, m, horizontal=True, label="published median" if y == 0.5 else None)
+        _model_point(a1, y, m, horizontal=True)
+    a1.set(xlabel="weeks after the last dose", ylabel="P(LH, FSH and T in range)", ylim=(0, 1))
+    a1.legend(fontsize=7)
+    a2.plot(weeks, c["lh_fraction"], color=MODEL, label="model group-mean LH / baseline")
+    a2.plot(weeks, c["fsh_fraction"], "--", color=MODEL, label="model group-mean FSH / baseline")
+    a2.plot(weeks, c["t_fraction"], color="tab:orange", label="model group-mean T / baseline")
+    for name, y in (("weeks_group_mean_lh_back_to_baseline", 0.9), ("weeks_group_mean_fsh_back_to_baseline", 0.85)):
+        m = _metric(result, name)
+        _target_point(a2, y, m, horizontal=True, label="published weeks back at baseline" if y == 0.9 else None)
+        _model_point(a2, y, m, horizontal=True)
+    a2.axhline(1.0, color=PUBLISHED, lw=0.6)
+    a2.set(xlabel="weeks after the last dose (no PCT)", ylabel="fraction of baseline", ylim=(0, 2.0))
+    a2.legend(fontsize=7)
+    _caption(a1, result)
+    return fig
+
+
+def figure_c10(result: TargetResult) -> Figure:
+    c = result.curves
+    fig, (ax,) = _figure()
+    ax.plot(c["months"], c["t_fraction_median"], color=MODEL, label="model median T, former / never users")
+    ax.plot(c["months"], c["p_below_12_1"], "--", color=MODEL, label="model fraction below 12.1 nmol/L")
+    _target_point(ax, 30.0, _metric(result, "median_total_t_former_over_never_users"), label="Rasmussen 2016 (2.5 y)")
+    _model_point(ax, 30.5, _metric(result, "median_total_t_former_over_never_users"))
+    _target_point(ax, 31.0, _metric(result, "fraction_former_users_t_below_12_1_nmol_l"))
+    _model_point(ax, 31.5, _metric(result, "fraction_former_users_t_below_12_1_nmol_l"))
+    _target_point(ax, 14.5, _metric(result, "fraction_t_below_200_ng_dl_3_to_26_months_after"),
+                  label="Kanayama 2015: below 200 ng/dL, 3-26 months")
+    _model_point(ax, 15.0, _metric(result, "fraction_t_below_200_ng_dl_3_to_26_months_after"))
+    ax.set(xlabel="months after the last dose", ylabel="ratio or fraction", ylim=(0, 1.3))
+    ax.legend(fontsize=7)
+    _caption(ax, result)
+    return fig
+
+
+def figure_c11(result: TargetResult) -> Figure:
+    c = result.curves
+    fig, (ax,) = _figure()
+    ax.step(c["months"], c["p_any_sperm"], where="post", color=MODEL,
+            label=f"model: {c['n_selected']} of {c['n_cohort']} men azoospermic at stopping")
+    m = _metric(result, "p_any_sperm_by_6mo")
+    _target_point(ax, 6.0, m, label="Samplaski 2014")
+    _model_point(ax, 6.1, m)
+    ax.set(xlabel="months after the last dose (monthly semen samples)", ylabel="P(any sperm)", ylim=(0, 1))
+    ax.legend(fontsize=7)
+    _caption(ax, result)
+    return fig
+
+
+def figure_c12(result: TargetResult) -> Figure:
+    c = result.curves
+    fig, (a1, a2) = _figure(2)
+    for key, style, label in (("lh_iu_l", "-", "LH"), ("fsh_iu_l", "--", "FSH"), ("total_testosterone_nmol_l", ":", "total T")):
+        a1.plot(c["months"], c[key], style, color=MODEL, label=f"model group-mean {label} / baseline")
+    for x, name in ((6.0, "lh_fraction_of_baseline_on_treatment"), (6.2, "fsh_fraction_of_baseline_on_treatment"),
+                    (6.4, "total_t_fraction_of_baseline_on_treatment")):
+        _target_point(a1, x, _metric(result, name), label="Gu 2003 (months 2-12)" if x == 6.0 else None)
+    a1.set(xlabel="months from the first injection", ylabel="fraction of baseline", yscale="log")
+    a1.legend(fontsize=7)
+    a2.plot(c["months"], c["sperm_median"], color=MODEL, label="model median sperm concentration")
+    a2.axhline(3.0, color="grey", lw=0.6)
+    a2.axhline(20.0, color="grey", lw=0.6)
+    a2.set(xlabel="months from the first injection", ylabel="M/mL", yscale="symlog")
+    a2.legend(fontsize=7)
+    _caption(a1, result)
+    return fig
+
+
 FIGURES: dict[str, Callable[[TargetResult], Figure]] = {
     "C1": figure_c1, "C2": figure_c2, "C3": figure_c3, "C4": figure_c4, "C5": figure_c5, "C6": figure_c6,
-    "C7": figure_c7, "C8": figure_c8,
+    "C7": figure_c7, "C8": figure_c8, "C9": figure_c9, "C10": figure_c10, "C11": figure_c11, "C12": figure_c12,
 }
 
 

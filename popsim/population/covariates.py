@@ -47,6 +47,17 @@ COVARIATE_EFFECTS: tuple[ParamSpec, ...] = (
     _c("testicular_function_sperm_exponent", 1.0, "1", "baseline sperm ~ testicular_function^exponent", "assumption"),
     _c("testicular_function_inhibin_exponent", 0.7, "1", "baseline inhibin B ~ testicular_function^exponent",
        "inhibin B lower in infertile men (78 vs 132 pg/mL)"),
+    _c("testicular_function_reserve_recovery_exponent", 3.0, "1",
+       "spermatogonial recovery rate ~ testicular_function^exponent: an impaired testis has fewer stem "
+       "cells to repopulate an emptied reserve",
+       "calibrated to C11 (azoospermic TRT patients, mostly hypogonadal, recover sperm more slowly than "
+       "volunteers, Samplaski 2014); lower inhibin B and testis volume in hypogonadal men (" + MF + " 4.6)"),
+    _c("asian_testosterone_clearance_factor", 0.75, "1",
+       "metabolic clearance of testosterone in Asian men relative to others (smaller body size: the "
+       "clearance of testosterone scales with body mass)",
+       "calibrated to C12 (serum T 2.3x baseline and near-complete suppression on undecanoate 500 mg monthly in "
+       "Chinese men, Gu 2003, against 1.5x for the same T dose in Matsumoto 1990, C5); also deepens the "
+       "suppression of Asian men on enanthate (C3, WHO 1995)"),
     _c("asian_itt_support_ec50_factor", 2.1, "1", "ITT support threshold in Asian men relative to others",
        "calibrated to C3 (azoospermia by 6 months 89% Asian vs 67% non-Asian, WHO 1995)"),
     _c("reserve_recovery_change_per_year", 0.03, "1/year",
@@ -115,7 +126,9 @@ def typical_parameters(age_years, bmi_kg_m2, asian, testicular_function,
     k_transit = N_GERM_STAGES / p["spermatogenesis_days"]
     p["germ_loss_impaired_per_day"] = k_transit * (np.minimum(tf, 1.0) ** (-1.0 / N_GERM_STAGES) - 1.0)
     p["itt_support_ec50"] = p["itt_support_ec50"] * np.where(asian > 0.5, e["asian_itt_support_ec50_factor"], 1.0)
-    p["k_reserve_recovery_per_day"] = p["k_reserve_recovery_per_day"] * np.where(
+    p["cl_testosterone_l_day"] = p["cl_testosterone_l_day"] * np.where(asian > 0.5, e["asian_testosterone_clearance_factor"], 1.0)
+    p["k_reserve_recovery_per_day"] = p["k_reserve_recovery_per_day"] * np.minimum(tf, 1.0) ** e[
+        "testicular_function_reserve_recovery_exponent"] * np.where(
         asian > 0.5, e["asian_reserve_recovery_factor"], 1.0) * factor(
         e["reserve_recovery_change_per_year"] * (np.minimum(age, STUDIED_AGE_MAX_YEARS) - e["reference_age_years"]))
     return p

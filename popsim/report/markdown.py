@@ -15,7 +15,7 @@ from popsim.analysis.survival import DAYS_PER_MONTH, endpoint_label, month_entry
 
 HEADLINE_ENDPOINTS = ("conc_ge_15", "conc_ge_20", "conc_ge_1", "any_sperm")
 TABLE_ENDPOINTS = ("any_sperm", "conc_ge_1", "conc_ge_5", "conc_ge_15", "conc_ge_20", "tmc_ge_5",
-                   "conc_ge_50pct_baseline", "conc_ge_85pct_baseline", "testosterone_ge_10p4", "lh_in_range")
+                   "conc_ge_50pct_baseline", "conc_ge_85pct_baseline")
 STRATA_ENDPOINT = "conc_ge_15"
 STRATA_SHOWN = ("trt_duration", "age", "trt_dose", "trt_product", "protocol")
 VARIANT_NAMES = {"latent": "latent", "sampled": "monthly samples"}
@@ -122,6 +122,14 @@ def _course_text(course: Any) -> str:
     return " ".join(parts)
 
 
+POPULATION_WORDS = {
+    "trt_patients": "men on prescribed TRT, mostly for (often mild) hypogonadism: older and heavier than "
+                    "trial volunteers, with low or low-normal T and a spread of baseline testicular function",
+    "androgen_users": "users of supraphysiological androgens (cycles of 250-1000 mg testosterone a week)",
+    "contraception_volunteers": "healthy eugonadal volunteers of the male contraception trials",
+}
+
+
 def _cohort(summary: Mapping, run_info: Mapping) -> str:
     c = summary["cohort"]
     lines = ["## The cohort", "",
@@ -129,6 +137,18 @@ def _cohort(summary: Mapping, run_info: Mapping) -> str:
              f"({c['n_failed']} excluded because of a numerical failure of the solver).",
              f"- **Age** (years): median {_dist(c.get('age_years'))}.",
              f"- **BMI** (kg/m²): median {_dist(c.get('bmi_kg_m2'), 1)}."]
+    if run_info.get("population") in POPULATION_WORDS:
+        lines.insert(2, f"- **Who**: {POPULATION_WORDS[run_info['population']]} "
+                        f"(`population={run_info['population']}`).")
+    if c.get("baseline_testosterone_nmol_l"):
+        below = c.get("baseline_testosterone_below_10p4_fraction")
+        lines.append(f"- **Pre-TRT total T** (nmol/L): median {_dist(c['baseline_testosterone_nmol_l'], 1)}"
+                     + (f"; {_pct_value(below)}% below 10.4 nmol/L (300 ng/dL)" if below is not None else "") + ".")
+    if c.get("baseline_lh_iu_l"):
+        lines.append(f"- **Pre-TRT LH** (IU/L): median {_dist(c['baseline_lh_iu_l'], 1)}.")
+    if (c.get("testicular_function") or {}).get("p50") is not None and c["testicular_function"]["p5"] < 0.999:
+        lines.append(f"- **Baseline testicular function** (1 = eugonadal output): median "
+                     f"{_dist(c['testicular_function'], 2)}.")
     if c.get("trt_products"):
         lines.append("- **TRT products**: " + ", ".join(f"{k} {v}" for k, v in c["trt_products"].items()) + ".")
     if c.get("trt_weekly_dose_mg", {}).get("p50") is not None:
@@ -209,7 +229,7 @@ def _probability_table(summary: Mapping) -> str:
         [f"By {m} mo" for m in months]
     rows = []
     names = [e for e in TABLE_ENDPOINTS if e in summary.get("endpoints", {})] + \
-        [e for e in summary.get("endpoints", {}) if e not in TABLE_ENDPOINTS]
+        [e for e in summary.get("endpoints", {}) if e not in TABLE_ENDPOINTS and e not in HORMONE_ENDPOINTS]
     for endpoint in names:
         for variant in ("latent", "sampled"):
             s = _summary(summary, endpoint, variant)
@@ -221,6 +241,45 @@ def _probability_table(summary: Mapping) -> str:
     return "\n".join(["### Probability of recovery by time after the origin", "",
                       "Percent of men recovered (95% CI), Kaplan-Meier. \"-\" = beyond follow-up.", "",
                       _table(header, rows)])
+
+
+HORMONE_ENDPOINTS = ("hormonal_recovery", "testosterone_ge_10p4", "lh_in_range", "fsh_in_range",
+                     "testosterone_ge_90pct_baseline", "lh_ge_90pct_baseline", "fsh_ge_90pct_baseline")
+
+
+def _hormones(summary: Mapping) -> str:
+    """When LH, FSH and total T come back: recovery times and group means over baseline."""
+    months = summary.get("months", [3, 6, 12, 18, 24])
+    rows = []
+    for endpoint in HORMONE_ENDPOINTS:
+        s = _summary(summary, endpoint, "latent")
+        if s:
+            quart = f"{_months(s['p25_months']['estimate'])} / {_months(s['p75_months']['estimate'])}"
+            rows.append([s["label"], s["n"], _ci_months(s["median_months"]), quart]
+                        + [_pct(month_entry(s["p_recovered_by_month"], m)) for m in months])
+    fractions = summary.get("hormones_over_baseline", {})
+    if not rows and not fractions:
+        return ""
+    lines = ["## When the hormones come back", ""]
+    if rows:
+        lines += ["Percent of men recovered (95% CI), Kaplan-Meier, on the daily model trajectory. Reference "
+                  "ranges: LH 1.7-8.6 IU/L, FSH 1.5-12.4 IU/L, total T ≥ 10.4 nmol/L (300 ng/dL).", "",
+                  _table(["Endpoint", "n", "Median months (95% CI)", "25% / 75% by (months)"]
+                         + [f"By {m} mo" for m in months], rows), ""]
+    if fractions:
+        all_months = sorted({e["month"] for v in fractions.values() for e in v})
+        by = {h: {e["month"]: e for e in v} for h, v in fractions.items()}
+        table_rows = []
+        for m in all_months:
+            cells = [f"{m:g}"]
+            for hormone in ("lh", "fsh", "testosterone"):
+                e = by.get(hormone, {}).get(m)
+                cells.append("-" if e is None else f"{e['mean']:.2f} ({e['q10']:.2f}-{e['q90']:.2f})")
+            table_rows.append(cells)
+        lines += ["### Group mean over each man's own pre-TRT value, by month after the origin", "",
+                  "Mean (10th-90th percentile) of the ratio; 1 = back at baseline.", "",
+                  _table(["Month", "LH", "FSH", "Total T"], table_rows)]
+    return "\n".join(lines)
 
 
 def _strata(summary: Mapping) -> str:
@@ -338,7 +397,7 @@ def render_report(summary: Mapping, figures: Mapping[str, str], run_info: Mappin
     """
     title = run_info.get("title") or "Recovery of sperm production after stopping testosterone replacement therapy"
     sections = [f"# {title}", _question(summary, run_info), _cohort(summary, run_info), _answer(summary),
-                _strata(summary), _cox(summary), _figures(figures), _caveats(summary, run_info), _run_info(run_info)]
+                _hormones(summary), _strata(summary), _cox(summary), _figures(figures), _caveats(summary, run_info), _run_info(run_info)]
     return "\n\n".join(s.strip() for s in sections if s) + "\n"
 
 

@@ -37,6 +37,7 @@ OBSERVABLES: tuple[str, ...] = (
     "hcg_iu_l", "fsh_exogenous_iu_l", "enclomiphene_ng_ml", "zuclomiphene_ng_ml",
     "tamoxifen_ng_ml", "anastrozole_ng_ml", "gonadorelin_effect_ug",
     "spermatogenic_support", "leydig_capacity", "pituitary_reserve", "spermatogonial_reserve",
+    "hypothalamic_capacity", "leydig_cell_mass", "stem_cell_pool",
 )
 
 

@@ -355,7 +355,139 @@ def metrics_c8(results: Sequence[StudyResult]):
     return values, curves
 
 
+def _aligned(r: StudyResult, x: np.ndarray, origin: np.ndarray, days_after) -> np.ndarray:
+    """Values of ``x`` ``(n, n_times)`` at ``origin + days_after`` (nearest grid time at or after);
+    ``days_after`` scalar or ``(n,)``."""
+    t = r.trajectory_times_days
+    idx = np.clip(np.searchsorted(t, origin + days_after - 1e-9), 0, t.size - 1)
+    return x[np.arange(x.shape[0]), idx]
+
+
+def group_mean_back_week(r: StudyResult, name: str, ok: np.ndarray, fraction: float, max_weeks: int = 52):
+    """Function of a row index: the first week after the origin (from week 1) at which the
+    group-mean ``name`` reaches ``fraction`` of the group-mean untreated value (NaN if never)."""
+    x = r.trajectories[name][ok]
+    origin = np.asarray(r.outcomes["origin_day"])[ok]
+    weeks = np.arange(1, max_weeks + 1)
+    at = np.stack([_aligned(r, x, origin, w * 7.0) for w in weeks], axis=1)
+    base = x[:, 0]
+
+    def stat(i):
+        ratio = at[i].mean(axis=0) / base[i].mean()
+        k = np.flatnonzero(ratio >= fraction)
+        return float(weeks[k[0]]) if k.size else float("nan")
+
+    return stat, at, base
+
+
+# Group-mean LH and FSH count as back at baseline within 10% of it (C9: assay CVs ~10%).
+C9_BACK_FRACTION = 0.9
+
+
+def metrics_c9(results: Sequence[StudyResult]):
+    no_pct, pct = results
+    values: dict[str, Value] = {}
+    curves: dict = {"weeks": np.arange(1, 53)}
+    for label, r in (("no_pct", no_pct), ("with_pct", pct)):
+        ok = _ok(r.outcomes)
+        d, o = _latent({k: np.asarray(v)[ok] for k, v in r.outcomes.items()}, "hormonal_recovery")
+        values[f"median_weeks_to_hormonal_recovery_{label}"] = bootstrap(lambda i, d=d, o=o: median_event_days(d[i], o[i]) / 7.0,
+                                                                        d.size)
+        curves[f"p_hormonal_recovery_{label}"] = np.array([np.mean(o & (d <= w * 7.0)) for w in curves["weeks"]])
+    ok = _ok(no_pct.outcomes)
+    n = int(ok.sum())
+    for name, key in (("lh_iu_l", "lh"), ("fsh_iu_l", "fsh")):
+        stat, at, base = group_mean_back_week(no_pct, name, ok, C9_BACK_FRACTION)
+        values[f"weeks_group_mean_{key}_back_to_baseline"] = bootstrap(stat, n)
+        curves[f"{key}_fraction"] = at.mean(axis=0) / base.mean()
+    _, t_at, t_base = group_mean_back_week(no_pct, "total_testosterone_nmol_l", ok, C9_BACK_FRACTION)
+    curves["t_fraction"] = t_at.mean(axis=0) / t_base.mean()
+    values["total_t_below_baseline_at_16_weeks"] = (float(curves["t_fraction"][15] < 1.0), 0.0)
+    return values, curves
+
+
+def _spread(n: int, lo: float, hi: float) -> np.ndarray:
+    """``n`` times evenly spread over [lo, hi] in a fixed order unrelated to covariates
+    (golden-ratio sequence over the men), for studies that saw each man once within a window."""
+    return lo + (hi - lo) * np.mod(np.arange(n) * 0.6180339887 + 0.5, 1.0)
+
+
+def metrics_c10(results: Sequence[StudyResult]):
+    r = results[0]
+    ok = _ok(r.outcomes)
+    tt = r.trajectories["total_testosterone_nmol_l"][ok]
+    origin = np.asarray(r.outcomes["origin_day"])[ok]
+    n = tt.shape[0]
+    never = tt[:, 0]  # the same men untreated: the never-user counterfactual
+    former = _aligned(r, tt, origin, _spread(n, 1.5, 4.0) * 365.25)
+    early = _aligned(r, tt, origin, _spread(n, 3.0, 26.0) * DAYS_PER_MONTH)
+    low_t = 200.0 / NG_DL_PER_NMOL_L_TESTOSTERONE
+    values = {
+        "median_total_t_former_over_never_users": bootstrap(lambda i: np.median(former[i]) / np.median(never[i]), n),
+        "fraction_former_users_t_below_12_1_nmol_l": bootstrap(lambda i: np.mean(former[i] < 12.1), n),
+        "fraction_t_below_200_ng_dl_3_to_26_months_after": bootstrap(lambda i: np.mean(early[i] < low_t), n),
+    }
+    months = np.arange(0.0, 48.01, 1.0)
+    curves = {"months": months,
+              "t_fraction_median": np.array([np.median(_aligned(r, tt, origin, m * DAYS_PER_MONTH)) / np.median(never)
+                                             for m in months]),
+              "p_below_12_1": np.array([np.mean(_aligned(r, tt, origin, m * DAYS_PER_MONTH) < 12.1) for m in months]),
+              "never_below_12_1": float(np.mean(never < 12.1))}
+    return values, curves
+
+
+def azoospermic_at_origin(r: StudyResult) -> np.ndarray:
+    """Men whose latent sperm concentration was below the detection limit at the origin."""
+    return np.asarray(r.outcomes["azoospermic_at_origin"], bool) & _ok(r.outcomes)
+
+
+def metrics_c11(results: Sequence[StudyResult]):
+    r = results[0]
+    rows = azoospermic_at_origin(r)
+    out = {k: np.asarray(v)[rows] for k, v in r.outcomes.items()}
+    d, o = _sampled(out, "any_sperm")
+    n = d.size
+    values = {"p_any_sperm_by_6mo": bootstrap(lambda i: np.mean(o[i] & (d[i] <= 6 * DAYS_PER_MONTH + 1e-6)), n)}
+    months = np.arange(0, 13)
+    curves = {"months": months, "p_any_sperm": np.array([np.mean(o & (d <= m * DAYS_PER_MONTH + 1e-6)) for m in months]),
+              "n_selected": int(n), "n_cohort": int(_ok(r.outcomes).sum())}
+    return values, curves
+
+
+# C12 on treatment: months 2-12, after the loading dose has built up the depot.
+C12_ON_TREATMENT_DAYS = (30.0, 360.0)
+
+
+def metrics_c12(results: Sequence[StudyResult]):
+    r = results[0]
+    ok = _ok(r.outcomes)
+    out = {k: np.asarray(v)[ok] for k, v in r.outcomes.items()}
+    t = r.trajectory_times_days
+    sperm = r.trajectories["sperm_concentration_m_ml"][ok]
+    n = sperm.shape[0]
+    six = t <= 6 * DAYS_PER_MONTH + 1e-6
+    not_suppressed = ~(sperm[:, six] < 3.0).any(axis=1)
+    values: dict[str, Value] = {"fraction_not_below_3_by_6mo": bootstrap(lambda i: np.mean(not_suppressed[i]), n)}
+    d20, o20 = _sampled(out, "conc_ge_20")
+    visits = _visits(r, 12 * DAYS_PER_MONTH)
+    values["p_conc_ge_20_by_12mo_recovery"] = bootstrap(
+        lambda i: interpolated_cdf(d20[i], o20[i], visits, 12 * DAYS_PER_MONTH), n)
+    lo, hi = C12_ON_TREATMENT_DAYS
+    for name, key in (("lh_iu_l", "lh"), ("fsh_iu_l", "fsh"), ("total_testosterone_nmol_l", "total_t")):
+        treated = _window_mean(r, name, lo, hi, np.flatnonzero(ok))
+        baseline = r.trajectories[name][ok][:, 0]
+        values[f"{key}_fraction_of_baseline_on_treatment"] = bootstrap(
+            lambda i, a=treated, b=baseline: np.mean(a[i]) / np.mean(b[i]), n)
+    keep = t <= 24 * DAYS_PER_MONTH
+    curves = {"months": t[keep] / DAYS_PER_MONTH,
+              **{k: r.trajectories[k][ok][:, keep].mean(0) / r.trajectories[k][ok][:, 0].mean()
+                 for k in ("lh_iu_l", "fsh_iu_l", "total_testosterone_nmol_l")},
+              "sperm_median": np.median(sperm[:, keep], axis=0)}
+    return values, curves
+
+
 METRIC_FUNCTIONS: Mapping[str, Callable] = {
     "C1": metrics_c1, "C3": metrics_c3, "C4": metrics_c4, "C5": metrics_c5, "C6": metrics_c6,
-    "C7": metrics_c7, "C8": metrics_c8,
+    "C7": metrics_c7, "C8": metrics_c8, "C9": metrics_c9, "C10": metrics_c10, "C11": metrics_c11,
+    "C12": metrics_c12,
 }

@@ -1,6 +1,6 @@
 """Each published target as popsim cohorts: population, regimen, origin and sampling as
 the studies did it. The same scenarios ship as Hydra experiments
-(configs/experiment/c1_*.yaml .. c8_*.yaml) for ``popsim +experiment=...``; C2's two
+(configs/experiment/c1_*.yaml .. c12_*.yaml) for ``popsim +experiment=...``; C2's two
 cohorts ship as one pooled cohort there, since an experiment has one population.
 
 Scenario choices where a study is not a single regimen are documented in
@@ -17,6 +17,7 @@ from popsim.outcomes.recovery import EndpointSpec
 from popsim.outcomes.study import StudySpec
 from popsim.population.design import CohortDesign, CovariateSpec, Protocol, ProtocolCourse, TRTArm, TRTDesign
 from popsim.population.distributions import Distribution, fixed
+from popsim.population.presets import ANDROGEN_USERS, TRT_PATIENTS
 from popsim.population.variability import DEFAULT_VARIABILITY, Variability
 from popsim.solve.settings import SolverSettings
 from popsim.units import DAYS_PER_MONTH
@@ -42,6 +43,19 @@ C2_UNDECANOATE = TRTArm("undecanoate", 1.0, fixed(500.0), fixed(30.0), first_dos
 C2_ENANTHATE = TRTArm("enanthate", 1.0, fixed(200.0), fixed(7.0))
 C2_LONG_ACTING_SHARE = 0.25
 C2_ENANTHATE_ASIAN = (ASIAN_FRACTION - C2_LONG_ACTING_SHARE) / (1.0 - C2_LONG_ACTING_SHARE)
+# C9/C10: androgen users, proxied by testosterone enanthate weekly (the commonest base of
+# a cycle) at 250-1000 mg for 2-12 months (C9) or years (C10: 2-6 years of use, as the
+# former long-term users of Rasmussen 2016 reported), eugonadal before use.
+C9_DOSE_MG = Distribution("uniform", low=250.0, high=1000.0)
+C9_DURATION_DAYS = Distribution("uniform", low=2 * DAYS_PER_MONTH, high=12 * DAYS_PER_MONTH)
+C10_DURATION_DAYS = Distribution("uniform", low=2 * 365.25, high=6 * 365.25)
+# Post-cycle therapy of C9: clomiphene 50 mg daily for 6 weeks, started 2 weeks after the
+# last enanthate injection (as the SERM courses of the C9 cohorts, 4-8 weeks after stopping).
+C9_PCT = Protocol("pct_clomiphene", (ProtocolCourse("clomiphene", 50.0, "mg", 1.0, 42.0, 14.0, "last_dose"),))
+C9_HORIZON_DAYS = 52 * 7.0
+C10_HORIZON_DAYS = 4 * 365.25
+# C12: testosterone undecanoate 1000 mg loading dose, then 500 mg monthly for 12 months.
+C12_UNDECANOATE = TRTArm("undecanoate", 1.0, fixed(500.0), fixed(30.0), first_dose_extra_mg=500.0)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,20 @@ class Options:
     settings: SolverSettings = SolverSettings()
     variability: Variability = DEFAULT_VARIABILITY
     covariate_effects: tuple[tuple[str, float], ...] = ()
+
+
+def _preset(options: Options, covariates, trt: TRTDesign, protocol: Protocol = Protocol()) -> CohortDesign:
+    return CohortDesign(covariates, options.variability, trt, protocol, (), options.covariate_effects)
+
+
+def prescribed_trt() -> TRTDesign:
+    """Prescribed TRT products of the default run (configs/trt/default.yaml): enanthate or
+    cypionate 100-200 mg every 1-2 weeks, or gel 50-100 mg daily, for 1-5 years."""
+    return TRTDesign((TRTArm("enanthate", 0.4, Distribution("uniform", low=100.0, high=200.0), fixed(7.0)),
+                      TRTArm("cypionate", 0.4, Distribution("uniform", low=100.0, high=200.0),
+                             Distribution("choice", values=(7.0, 14.0))),
+                      TRTArm("gel", 0.2, Distribution("choice", values=(50.0, 75.0, 100.0)), fixed(1.0))),
+                     Distribution("uniform", low=12 * DAYS_PER_MONTH, high=60 * DAYS_PER_MONTH))
 
 
 def _design(options: Options, age: Distribution, trt: TRTDesign, asian: float = ASIAN_FRACTION,
@@ -165,4 +193,30 @@ def runs_for(target: str, options: Options) -> list[Run]:
         design = _design(o, Distribution("uniform", low=25.0, high=40.0), te(C8_DOSE_MG, days=C8_WEEKS * 7.0),
                          asian=0.0, bmi=Distribution("normal", mean=26.0, sd=3.0, low=18.0, high=40.0))
         return [Run("C8", design, _study(o, 10 * DAYS_PER_MONTH, origin="last_dose", step_days=1.0, observables=obs))]
+    if target == "C9":
+        obs = ("lh_iu_l", "fsh_iu_l", "total_testosterone_nmol_l")
+        trt = TRTDesign((TRTArm("enanthate", 1.0, C9_DOSE_MG, fixed(7.0)),), C9_DURATION_DAYS)
+        return [Run(f"C9_{name}", _preset(o, ANDROGEN_USERS, trt, protocol),
+                    _study(o, C9_HORIZON_DAYS, origin="last_dose", step_days=1.0, observables=obs))
+                for name, protocol in (("no_pct", Protocol()), ("pct", C9_PCT))]
+    if target == "C10":
+        trt = TRTDesign((TRTArm("enanthate", 1.0, C9_DOSE_MG, fixed(7.0)),), C10_DURATION_DAYS)
+        covariates = replace(ANDROGEN_USERS, age_years=Distribution("uniform", low=18.0, high=45.0))
+        return [Run("C10", _preset(o, covariates, trt),
+                    _study(o, C10_HORIZON_DAYS, origin="last_dose", step_days=7.0,
+                           observables=("total_testosterone_nmol_l",)))]
+    if target == "C11":
+        # Men on prescribed TRT who want children (Samplaski 2014 saw them at a fertility
+        # clinic): the TRT-patient preset at 25-50 y, selected for azoospermia on T in
+        # popsim.validation.metrics; monthly semen samples after stopping.
+        covariates = replace(TRT_PATIENTS, age_years=Distribution("normal", mean=38.0, sd=7.0, low=25.0, high=50.0))
+        endpoints = EndpointSpec(sperm_thresholds_m_ml=(1.0,), baseline_fractions=(0.5,), sampling_interval_days=30.0,
+                                 first_sample_offset_days=30.0)
+        return [Run("C11", _preset(o, covariates, prescribed_trt()),
+                    _study(o, 12 * DAYS_PER_MONTH, origin="last_dose", step_days=7.0, endpoints=endpoints))]
+    if target == "C12":
+        obs = ("sperm_concentration_m_ml", "lh_iu_l", "fsh_iu_l", "total_testosterone_nmol_l")
+        design = _design(o, Distribution("uniform", low=20.0, high=45.0), TRTDesign((C12_UNDECANOATE,), fixed(360.0)),
+                         asian=1.0)
+        return [Run("C12", design, _study(o, 12 * DAYS_PER_MONTH, step_days=1.0, observables=obs))]
     raise ValueError(f"unknown target '{target}'")

@@ -1,6 +1,6 @@
 """The published targets (popsim/evidence/targets.yaml) as typed records.
 
-A target (C1..C8) is one study; a metric is one published number with its acceptance
+A target (C1..C12) is one study; a metric is one published number with its acceptance
 interval, a required sign (+1/-1, for covariate directions) or a required truth (for an
 ordering statement).
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-TARGET_IDS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8")
+TARGET_IDS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "C11", "C12")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def _metric(target: str, name: str, spec: Any) -> MetricTarget:
 
 
 def load_targets(ids: tuple[str, ...] | list[str] | None = None) -> dict[str, Target]:
-    """The targets of popsim/evidence/targets.yaml, in C1..C8 order (``ids`` selects)."""
+    """The targets of popsim/evidence/targets.yaml, in C1..C12 order (``ids`` selects)."""
     text = resources.files("popsim.evidence").joinpath("targets.yaml").read_text()
     data = yaml.safe_load(text)
     chosen = TARGET_IDS if ids is None else tuple(ids)
