@@ -1,17 +1,19 @@
 # Two commands set everything up on a fresh machine:
 #   make run    creates .venv, installs popsim, runs the main job on its embedded defaults
 #   make test   creates .venv, installs popsim with its test tools, runs the test suite
+#   make test-cluster   the tests on a real single-node SLURM cluster and across two JAX
+#               processes (installs SLURM from the distribution's packages when root)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow test-arviz1 bench bench-quick bench-gradient docs lint-imports clean
+.PHONY: run test test-slow test-cluster test-arviz1 bench bench-quick bench-gradient docs lint-imports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,slurm]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -22,6 +24,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m slow
+
+# One at a time: the SLURM jobs and the JAX processes use every core themselves.
+test-cluster: $(STAMP)
+	tests/slurm_cluster.sh install || echo "SLURM could not be installed: its tests will be skipped"
+	$(BIN)/python -m pytest -q -m cluster -rs
 
 # ArviZ 1.x installs only on Python 3.12+: a second environment with it runs the tests
 # that go through popsim.analysis.arviz_io (write, open, summary, LOO) and a real SVI fit.

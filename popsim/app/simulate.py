@@ -1,7 +1,9 @@
 """The ``popsim`` command: a virtual cohort through TRT, cessation and a protocol.
 
 Hydra composes the configuration (configs/); popsim.app.preflight validates it before
-anything runs; outputs are written atomically into Hydra's run directory.
+anything runs; outputs are written atomically into Hydra's run directory, and a run
+directory that already holds the complete outputs of the same configuration is left as it
+is (so re-running an interrupted sweep into its folder runs only the unfinished jobs).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import hydra
+import jax
 import numpy as np
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
@@ -21,10 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from popsim.analysis.survival import study_summary
 from popsim.analysis.trajectories import to_dataset
 from popsim.app import preflight
-from popsim.app.outputs import staged_outputs
+from popsim.app.callbacks import finish_sweeps
+from popsim.app.outputs import COMPLETE_MARKER, staged_outputs
 from popsim.app.progress import chunk_progress
-from popsim.app.store import CONFIG_NAME, register
+from popsim.app.store import CONFIG_MODULE, CONFIG_NAME, register
 from popsim.config.build import build_run
+from popsim.outcomes import distributed
 from popsim.outcomes.study import run_study
 from popsim.plotting import figures
 from popsim.report.markdown import render_report
@@ -42,7 +47,7 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
     with staged_outputs(run_dir) as tmp:
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         table.to_parquet(tmp / "outcomes.parquet", index=False)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+        (tmp / COMPLETE_MARKER).write_text(json.dumps(summary, indent=2, allow_nan=False))
         if result.trajectories:
             failed = table.set_index("patient_id").loc[result.trajectory_patient_ids, "failed"].to_numpy()
             ds = to_dataset(result.trajectories, failed, result.trajectory_patient_ids, result.trajectory_times_days,
@@ -72,22 +77,37 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
             (tmp / "report.md").write_text(render_report(summary, figure_paths, plan.info))
 
 
+def already_done(run_dir: Path, cfg: DictConfig) -> bool:
+    """Whether ``run_dir`` holds the complete outputs of a run of exactly ``cfg``."""
+    config = run_dir / "config.yaml"
+    return ((run_dir / COMPLETE_MARKER).is_file() and config.is_file()
+            and config.read_text() == OmegaConf.to_yaml(cfg, resolve=True))
+
+
 @hydra.main(config_path="pkg://popsim.configs", config_name=CONFIG_NAME, version_base="1.3")
 def _run(cfg: DictConfig) -> float | None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if _skip(already_done(run_dir, cfg)):
+        log.info("%s already holds the complete outputs of this configuration: skipped (delete it to run again)",
+                 run_dir)
+        print(f"popsim: outputs already complete in {run_dir}, skipped")
+        return None
     typed = OmegaConf.to_object(cfg)
     plan = build_run(typed)
     if plan.study.settings.precision == "float64":
-        import jax
-
         jax.config.update("jax_enable_x64", True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     plan.info.setdefault("population", HydraConfig.get().runtime.choices.get("population"))
-    log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s", plan.study.n_patients, plan.info["protocol"],
-             plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision)
+    log.info("cohort of %d, protocol %s, seed %d, dt %.4f d, %s, %d local %s devices", plan.study.n_patients,
+             plan.info["protocol"], plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision,
+             jax.local_device_count(), jax.default_backend())
     started = time.perf_counter()
     with chunk_progress(plan.study.n_patients, enabled=typed.output.progress) as on_chunk:
-        result = run_study(plan.design, plan.study, on_chunk=on_chunk)
+        if jax.process_count() > 1:
+            log.info("process 0 of %d: the other processes simulate their blocks of the cohort", jax.process_count())
+            result = distributed.run_study_across_processes(plan.design, plan.study, on_chunk=on_chunk)
+        else:
+            result = run_study(plan.design, plan.study, on_chunk=on_chunk)
     elapsed = time.perf_counter() - started
     n_failed = int(np.sum(result.outcomes["failed"]))
     log.info("simulated %d patients in %.1f s (%.0f patients/s); %d numerical failures", plan.study.n_patients,
@@ -97,14 +117,53 @@ def _run(cfg: DictConfig) -> float | None:
     return None
 
 
+def _skip(done: bool) -> bool:
+    """Whether to skip the run; across processes, process 0's answer (it owns the outputs)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
+    return done
+
+
+def _worker(argv: list[str]) -> None:
+    """Process 1.. of a cohort across processes: simulate this process's block of patients
+    and hand it to process 0, which runs the Hydra job and writes the outputs (once)."""
+    from hydra import compose, initialize_config_module
+
+    overrides, _ = preflight.split_overrides(argv)
+    task = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # the run dir etc. are process 0's
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name=CONFIG_NAME, overrides=task)
+    if _skip(False):
+        return
+    plan = build_run(OmegaConf.to_object(cfg))
+    if plan.study.settings.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    distributed.run_study_across_processes(plan.design, plan.study)
+
+
 def main() -> None:
     """Entry point of the ``popsim`` command."""
     register()
-    error = preflight.check(sys.argv[1:])
+    argv = sys.argv[1:]
+    across = distributed.requested()
+    if across:
+        distributed.initialize()  # before any JAX computation, the checks' included
+    error = preflight.check(argv)
+    if error is None and across and {"-m", "--multirun"} & set(argv):
+        error = ("a sweep (-m) cannot run across several processes: run one cohort per command, or sweep "
+                 "with hydra/launcher=slurm")
     if error is not None:
         print(f"popsim: error: {error}", file=sys.stderr)
         sys.exit(2)
-    _run()
+    if across and not distributed.is_writer():
+        _worker(argv)
+        return
+    try:
+        _run()
+    finally:
+        finish_sweeps()  # a sweep with a failed job still summarises the others and names it
 
 
 if __name__ == "__main__":
