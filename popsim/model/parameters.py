@@ -174,22 +174,23 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("hypothalamic_suppression_ec50", 4.04, "1", "hypothalamus",
        "androgen feedback above the man's own baseline (free T / baseline - 1) that halves the capacity of "
        "the GnRH pulse generator after prolonged exposure",
-       "calibrated to C9 (hormonal recovery after supraphysiological androgens takes months; Christou 2017, "
-       "Eur J Endocrinol 2023) with C1/C4 (recovery after contraceptive doses is quick): only "
-       "supraphysiological exposure suppresses the pulse generator deeply (kisspeptin/GnRH neurons, "
-       "anabolic-steroid induced hypogonadism)", plausible=(0.5, 6.0)),
+       "calibrated jointly to C1/C7/C9 (docs/validation.md): hormonal recovery after supraphysiological "
+       "androgens takes months (Christou 2017, Eur J Endocrinol 2023) while recovery after contraceptive "
+       "doses is quick (Liu 2006); only supraphysiological exposure suppresses the pulse generator deeply "
+       "(anabolic-steroid induced hypogonadism)", plausible=(0.5, 8.0)),
     _p("hypothalamic_suppression_hill", 5.85, "1", "hypothalamus", "steepness of that suppression",
        "calibrated to C1/C9 jointly: a threshold response, so that contraceptive doses (free T ~3x baseline) "
        "leave the generator nearly intact while 500-1000 mg weekly (free T 8-16x) suppresses it deeply",
        plausible=(1.0, 8.0)),
     _p("k_hypothalamic_suppression_per_day", 0.0307, "1/day", "hypothalamus",
        "rate at which the pulse-generator capacity falls towards its suppressed level",
-       "assumption: longer cycles lower the odds of recovery (Eur J Endocrinol 2023), so the depth builds "
-       "over months", plausible=(1.0 / 365.0, 1.0 / 14.0)),
+       "calibrated to C1/C7/C9 (depth builds over weeks to months: longer cycles lower the odds of recovery, "
+       "Eur J Endocrinol 2023); slower onset (1/90 per day) restores C8 but breaks C9 (docs/validation.md)",
+       plausible=(1.0 / 365.0, 1.0 / 14.0)),
     _p("k_hypothalamic_recovery_per_day", 0.0164, "1/day", "hypothalamus",
        "recovery of the pulse-generator capacity at 30 y once the excess androgen is gone",
-       "calibrated to C9 (group-mean LH and FSH back 13-24 weeks after stopping; gonadotropins 3-6 months "
-       "after anabolic steroids, Endocrine Connections 2023 in " + MF + " 9)",
+       "calibrated to C1/C7/C9 (group-mean LH back 13-24 weeks after stopping a cycle; gonadotropins 3-6 "
+       "months after anabolic steroids, Endocrine Connections 2023 in " + MF + " 9)",
        plausible=(1.0 / 365.0, 1.0 / 14.0)),
     _p("hypothalamic_recovery_floor", 0.001, "1", "hypothalamus",
        "floor of the sigmoid regrowth of the pulse-generator capacity, regrowth ~ (floor + H)/(1 + floor): "
@@ -206,7 +207,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "1 + K times baseline",
        "LH reaches ~6-13x a eugonadal level after castration or a 100 ug gonadorelin bolus (peak ~60 IU/L, "
        + MF + " 3); without a ceiling a SERM after androgen withdrawal drove LH to hundreds of times "
-       "baseline", plausible=(4.0, 15.0)),
+       "baseline; 9 kept after a trial of 4 (C1/C7/C9 objective 61 vs 69)", plausible=(4.0, 15.0)),
     _p("lh_gnrh_exponent", 1.0, "1", "pituitary", "LH secretion ~ (GnRH drive)^exponent", "assumption"),
     _p("fsh_gnrh_exponent", 1.7, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
        "calibrated to C5/C6 (FSH 3% of baseline on TE; FSH ~ LH at 50 mg TE/week)"),
@@ -260,9 +261,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("k_leydig_cell_loss_per_day", 0.00183, "1/day", "leydig",
        "loss of Leydig cells per day at full LH deprivation (in proportion to the shortfall of LH or hCG "
        "stimulation below baseline)",
-       "calibrated to C10 (former long-term users keep ~23% lower T 1.5-4 y after stopping, Rasmussen 2016) "
-       "with C1/C8 (T back after months of contraceptive or cycle doses); LH withdrawal causes Leydig "
-       "apoptosis (hypophysectomy, GnRH antagonists; " + MF + " 4.2)",
+       "calibrated to C10 (former long-term users keep ~23% lower T 1.5-4 y after stopping, Rasmussen 2016; "
+       "scan of 1/(2 y) and 1/(1.5 y)); LH withdrawal causes Leydig apoptosis (hypophysectomy, GnRH "
+       "antagonists; " + MF + " 4.2)",
        plausible=(1.0 / (20.0 * YEAR), 1.0 / (0.5 * YEAR))),
     _p("k_leydig_cell_regrowth_per_day", 0.000456, "1/day", "leydig",
        "regrowth of the Leydig cell number at 30 y under baseline LH (from stem Leydig cells); slows with "
@@ -329,7 +330,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("k_reserve_recovery_per_day", 0.021, "1/day", "spermatogenesis",
        "regrowth of the spermatogonial reserve at 30 y (at a full reserve)",
        "calibrated to C1/C4 (docs/validation.md): median and slow tail of recovery to 20 M/mL, "
-       "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years"),
+       "recovery to own baseline ~7 months, population plateau ~85% of baseline at 1-2 years; refit with "
+       "C11 when the stem-cell pool was added (0.013 -> 0.021)"),
     _p("reserve_regrowth_floor", 0.05, "1", "spermatogenesis",
        "floor of reserve regrowth by self-renewal, regrowth ~ (floor + Q)/(1 + floor): an emptied reserve "
        "refills after a lag",
@@ -351,8 +353,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("k_stem_cell_loss_per_day", 0.00105, "1/day", "spermatogenesis",
        "loss of spermatogonial stem cells per day without hormonal support (in proportion to the support "
        "shortfall): years of suppression wear down what reseeds an emptied reserve",
-       "calibrated to C11 (a third of azoospermic TRT patients without sperm 6 months after stopping, "
-       "Samplaski 2014) with C1/C4; longer TRT recovers less (Liu 2006)",
+       "calibrated jointly to C1/C4/C11 (Nelder-Mead, docs/validation.md): a third of azoospermic TRT "
+       "patients without sperm 6 months after stopping (Samplaski 2014); longer TRT recovers less (Liu 2006)",
        plausible=(1.0 / (20.0 * YEAR), 1.0 / (0.5 * YEAR))),
     _p("k_stem_cell_recovery_per_day", 1.0 / YEAR, "1/day", "spermatogenesis",
        "recovery of the stem-cell pool under full support", "assumption: slow self-renewal",

@@ -51,7 +51,8 @@ COVARIATE_EFFECTS: tuple[ParamSpec, ...] = (
        "spermatogonial recovery rate ~ testicular_function^exponent: an impaired testis has fewer stem "
        "cells to repopulate an emptied reserve",
        "calibrated to C11 (azoospermic TRT patients, mostly hypogonadal, recover sperm more slowly than "
-       "volunteers, Samplaski 2014); lower inhibin B and testis volume in hypogonadal men (" + MF + " 4.6)"),
+       "volunteers, Samplaski 2014; scan of 1, 2, 3); lower inhibin B and testis volume in hypogonadal men ("
+       + MF + " 4.6)"),
     _c("asian_testosterone_clearance_factor", 0.75, "1",
        "metabolic clearance of testosterone in Asian men relative to others (smaller body size: the "
        "clearance of testosterone scales with body mass)",
