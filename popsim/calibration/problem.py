@@ -23,7 +23,9 @@ from popsim.calibration.spec import CalibrationSpec, CalibrationSpecError, valid
 from popsim.dosing.table import DoseTable, compile_regimens, trt_summary
 from popsim.model.parameters import PARAMETER_INDEX
 from popsim.population.covariates import COVARIATE_INDEX, typical_parameters
-from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+from popsim.solve.schedule import plan_schedule
+from popsim.solve.settings import SolverSettings
 from popsim.solve.run import check_precision
 
 
@@ -209,10 +211,11 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivativ
     """
     if derivative not in DERIVATIVES:
         raise ValueError(f"derivative (inference.gradient) must be one of {DERIVATIVES}, got {derivative!r}")
-    grid = plan_output_grid(problem.grid_days, spec.dt_days, problem.start_day)
-    max_steps = int(grid.n_steps.max())
-    simulator = population_simulator(spec.precision, problem.species, max_steps,
-                                     uniform=bool(np.all(np.isin(grid.n_steps, (0, max_steps)))))
+    settings = SolverSettings(dt_days=spec.dt_days, precision=spec.precision, method=spec.method)
+    plan = plan_schedule(problem.grid_days, settings, problem.doses, problem.start_day, problem.base_params)
+    grid = plan.grid
+    simulator = population_simulator(spec.precision, problem.species, plan.max_steps, uniform=plan.uniform,
+                                     method=spec.method, max_quiet_steps=plan.max_quiet_steps)
     dtype = jnp.float32 if spec.precision == "float32" else jnp.float64
     n = problem.n_patients
     base = {k: jnp.asarray(v, dtype) for k, v in problem.base_params.items()}

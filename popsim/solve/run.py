@@ -19,7 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
-from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+from popsim.solve.schedule import plan_schedule
 from popsim.solve.settings import SolverSettings
 
 
@@ -92,14 +93,15 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         missing = set(np.unique(doses.species[doses.n_doses > 0]).tolist()) - set(species)
         if missing:
             raise ValueError(f"doses of PK species {sorted(missing)} but species={species}")
-    grid = plan_output_grid(times_days, settings.dt_days, start_day)
+    plan = plan_schedule(times_days, settings, doses, start_day, params)
+    grid = plan.grid
     if initial_scale is None:
         initial_scale = np.ones(doses.species.shape)
     if rules is None:
         z, zi = np.zeros((n, 0)), np.zeros((n, 0), np.int32)
         rules = Rules(zi, z, z, z, z, zi, zi, z, z)
-    simulator = population_simulator(settings.precision, species, int(grid.n_steps.max()),
-                                     uniform=bool(np.all(np.isin(grid.n_steps, (0, grid.n_steps.max())))))
+    simulator = population_simulator(settings.precision, species, plan.max_steps, uniform=plan.uniform,
+                                     method=settings.method, max_quiet_steps=plan.max_quiet_steps)
     devices = jax.local_devices()
     batch_multiple = _BATCH_MULTIPLE * len(devices)
     if len(devices) > 1:
