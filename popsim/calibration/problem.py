@@ -221,6 +221,7 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivativ
     base = {k: jnp.asarray(v, dtype) for k, v in problem.base_params.items()}
     doses = DoseTable(*(jnp.asarray(a) for a in problem.doses))
     grid_j = OutputGrid(*(jnp.asarray(a) for a in grid))
+    quiet = jnp.asarray(plan.patient_quiet)
     scale0 = jnp.ones(problem.doses.species.shape, dtype)
     z, zi = jnp.zeros((n, 0), dtype), jnp.zeros((n, 0), jnp.int32)
     rules = Rules(zi, z, z, z, z, zi, zi, z, z)
@@ -234,7 +235,7 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivativ
         params = dict(base)
         for k, name in enumerate(names):
             params[name] = theta[:, k].astype(dtype)
-        outputs, failed, _ = simulator(params, doses, grid_j, scale0, rules)
+        outputs, failed, _ = simulator(params, doses, grid_j, scale0, rules, quiet)
         stacked = jnp.stack([outputs[name] for name in observables])  # (n_analytes, n, n_times)
         lo = stacked[analyte, patient, left]
         hi = stacked[analyte, patient, left + 1]

@@ -45,6 +45,11 @@ OBSERVABLES: tuple[str, ...] = (
 )
 
 
+def _select(flag, new, old):
+    """``new`` where ``flag`` else ``old``, leaf by leaf (a per-patient choice under vmap)."""
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
 class _Doses(NamedTuple):
     onehot: jnp.ndarray  # (n_entries, n_species)
     amount: jnp.ndarray
@@ -117,7 +122,8 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
 
     gonadorelin_column = species.index(_GONADORELIN) if _GONADORELIN in species else None
 
-    def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid, scale0, rules: Rules):
+    def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid, scale0, rules: Rules,
+                         quiet):
         p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
         rates = pk.select(pk.chain_rates(p), species)
         c = hpg.patient_constants(p)
@@ -202,12 +208,14 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
                     second, end = stages_of(method.stage_times(split, h))
                     return (method.advance(field, y, split, h, second),) + end
 
-                if may_split is True:
-                    y, a1, a2 = two_parts(y)
-                else:
-                    # may_split is the schedule's flag, the same for every patient of the
-                    # batch, so only one branch runs.
-                    y, a1, a2 = jax.lax.cond(may_split, two_parts, one_part, y)
+                def own_choice(y):
+                    # Each patient takes two parts only if one of his own doses falls
+                    # inside the step, so his results do not depend on who shares his batch.
+                    return _select(split < h, two_parts(y), one_part(y))
+
+                # may_split is the schedule's flag, the same for every patient of the batch
+                # (some patient has a dose inside a step), so only one branch runs.
+                y, a1, a2 = jax.lax.cond(may_split, own_choice, one_part, y)
                 return (y, a1, a2, scale)
 
             # No dose inside: split early if a dose sits at the step start (its absorption
@@ -267,16 +275,26 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             return jax.lax.fori_loop(0, loop_steps, body, carry)
 
         def interval_body(carry, xs):
-            t_start, t_end, n_steps, h, may_split, quiet = xs
+            g, own_quiet = xs
+            t_start, t_end, n_steps, h, may_split = g.interval_start_days, g.interval_end_days, g.n_steps, \
+                g.step_days, g.split
             if quiet_method is None:
                 carry = advance(method, carry, t_start, t_end, n_steps, h, may_split, max_steps, uniform)
             else:
-                # quiet is the schedule's flag, the same for every patient of the batch.
-                carry = jax.lax.cond(
-                    quiet,
-                    lambda c: advance(quiet_method, c, t_start, t_end, n_steps, h, may_split, max_quiet_steps, False),
-                    lambda c: advance(method, c, t_start, t_end, n_steps, h, may_split, max_steps, uniform),
-                    carry)
+                def busy(c):
+                    return advance(method, c, t_start, t_end, n_steps, h, may_split, max_steps, uniform)
+
+                def calm(c):
+                    return advance(quiet_method, c, t_start, t_end, g.quiet_steps, g.quiet_step_days, False,
+                                   max_quiet_steps, False)
+
+                def mixed(c):
+                    return _select(own_quiet, calm(c), busy(c))
+
+                # all_quiet and any_quiet are the same for every patient of the batch, so
+                # only the methods some patient needs run; each patient's own flag picks
+                # his result, which thus does not depend on who shares his batch.
+                carry = jax.lax.cond(g.all_quiet, calm, lambda c: jax.lax.cond(g.any_quiet, mixed, busy, c), carry)
             y, a1, a2, scale = carry
             out = observe(y, a2)
             # A patient fails when a state is not finite or leaves the range any valid
@@ -289,7 +307,7 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
         y0 = hpg.initial_state(dtype)
         zeros = jnp.zeros((len(species),), dtype)
         carry0 = (y0, zeros, zeros, scale0.astype(dtype))
-        final, (outputs, finite) = jax.lax.scan(interval_body, carry0, grid)
+        final, (outputs, finite) = jax.lax.scan(interval_body, carry0, (grid, quiet))
         return outputs, ~jnp.all(finite), final[0]
 
     return simulate_patient
@@ -317,7 +335,7 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
             quiet-stretch method per output interval (``OutputGrid.quiet``).
 
     Returns:
-        ``fn(params, doses, grid, scale0, rules) -> (outputs, failed, final_state)`` where
+        ``fn(params, doses, grid, scale0, rules, quiet=None) -> (outputs, failed, final_state)`` where
         ``params`` is ``{name: (n_patients,)}``, ``doses`` a DoseTable of jnp arrays,
         ``grid`` an OutputGrid, ``scale0`` the ``(n_patients, n_entries)`` initial dose
         scales and ``rules`` a Rules table (``n_rules`` may be 0); ``outputs`` maps each name of OBSERVABLES to ``(n_patients, n_times)``,
@@ -339,12 +357,15 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
         column = {s: j for j, s in enumerate(species)}
         lookup = jnp.asarray([column.get(s, -1) for s in range(N_SPECIES)], jnp.int32)
 
-        def run(params, doses, grid, scale0, rules):
+        def run(params, doses, grid, scale0, rules, quiet=None):
             onehot = jax.nn.one_hot(lookup[doses.species], len(species), dtype=dtype) * (doses.n_doses > 0)[..., None]
             d = _Doses(onehot, doses.amount.astype(dtype), doses.start_days.astype(dtype),
                        doses.interval_days.astype(dtype), doses.n_doses)
-            g = OutputGrid(grid.interval_start_days.astype(dtype), grid.interval_end_days.astype(dtype),
-                           grid.n_steps, grid.step_days.astype(dtype), grid.split, grid.quiet)
+            g = grid._replace(interval_start_days=grid.interval_start_days.astype(dtype),
+                              interval_end_days=grid.interval_end_days.astype(dtype),
+                              step_days=grid.step_days.astype(dtype), quiet_step_days=grid.quiet_step_days.astype(dtype))
+            if quiet is None:
+                quiet = jnp.broadcast_to(grid.all_quiet, (doses.n_doses.shape[0],) + grid.all_quiet.shape)
             r = Rules(rules.observable, rules.sign.astype(dtype), rules.threshold.astype(dtype),
                       rules.first_check_day.astype(dtype), rules.every_days.astype(dtype), rules.n_checks,
                       rules.target_entry, rules.factor.astype(dtype), rules.max_scale.astype(dtype))
@@ -353,7 +374,7 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
                 variants[batched] = _make_patient_simulator(dtype, species, max_steps, bool(uniform), batched, method,
                                                             max_quiet_steps)
             one = variants[batched]
-            return jax.vmap(one, in_axes=(0, 0, None, 0, 0))(params, d, g, scale0.astype(dtype), r)
+            return jax.vmap(one, in_axes=(0, 0, None, 0, 0, 0))(params, d, g, scale0.astype(dtype), r, quiet)
 
         _SIMULATORS[cache_key] = jax.jit(run)
     return _SIMULATORS[cache_key]

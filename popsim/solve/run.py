@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
 from popsim.solve.integrator import OutputGrid, Rules, population_simulator
-from popsim.solve.schedule import plan_schedule
+from popsim.solve.schedule import field_evaluations, plan_schedule
 from popsim.solve.settings import SolverSettings
 
 
@@ -31,11 +31,14 @@ class ChunkResult(NamedTuple):
         patient_slice: the patients of this chunk in the population.
         outputs: ``{observable: (n_chunk, n_times)}``.
         failed: ``(n_chunk,)`` bool numerical-failure flags.
+        field_evaluations: vector-field evaluations per patient of this chunk
+            (popsim.solve.schedule.field_evaluations).
     """
 
     patient_slice: slice
     outputs: dict[str, np.ndarray]
     failed: np.ndarray
+    field_evaluations: int = 0
 
 
 _BATCH_MULTIPLE = 32
@@ -93,8 +96,11 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         missing = set(np.unique(doses.species[doses.n_doses > 0]).tolist()) - set(species)
         if missing:
             raise ValueError(f"doses of PK species {sorted(missing)} but species={species}")
-    plan = plan_schedule(times_days, settings, doses, start_day, params)
-    grid = plan.grid
+    # Static loop sizes come from the output times and the steps alone, so every chunk's own
+    # schedule (its batch-level flags) runs in the same compiled program.
+    first = min(settings.chunk_size, n)
+    plan = plan_schedule(times_days, settings, DoseTable(*(np.asarray(a)[:first] for a in doses)), start_day,
+                         {k: np.asarray(v)[:first] for k, v in params.items()})
     if initial_scale is None:
         initial_scale = np.ones(doses.species.shape)
     if rules is None:
@@ -117,7 +123,6 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
     # the same code path for every patient, so results are bit-identical whatever the
     # chunk size (a remainder loop may round differently) on either side of SMALL_BATCH.
     size = -(-min(settings.chunk_size, n) // batch_multiple) * batch_multiple
-    grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in grid))
 
     def put(a):
         return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
@@ -129,9 +134,15 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         chunk_doses = DoseTable(*(put(_pad(np.asarray(a[begin:end]), size)) for a in doses))
         chunk_scale = put(_pad(np.asarray(initial_scale[begin:end], dtype), size))
         chunk_rules = Rules(*(put(_pad(np.asarray(a[begin:end]), size)) for a in rules))
-        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules)
+        if begin:
+            plan = plan_schedule(times_days, settings, DoseTable(*(np.asarray(a)[begin:end] for a in doses)),
+                                 start_day, {k: np.asarray(v)[begin:end] for k, v in params.items()})
+        grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in plan.grid))
+        chunk_quiet = put(_pad(plan.patient_quiet, size))
+        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules, chunk_quiet)
         keep = observables or tuple(outputs)
         host = {k: np.asarray(outputs[k])[: end - begin] for k in keep}
         if on_chunk is not None:
             on_chunk(end, n)
-        yield ChunkResult(slice(begin, end), host, np.asarray(failed)[: end - begin])
+        yield ChunkResult(slice(begin, end), host, np.asarray(failed)[: end - begin],
+                          field_evaluations(plan.grid, settings.method))

@@ -10,9 +10,11 @@ is made from the output times, the step settings and the batch's dose tables:
 * ``plan_output_grid``: ``ceil(gap / dt)`` equal steps per output interval.
 * ``mark_dose_splits``: where no dose of any patient falls strictly inside a step, a
   method that splits only at doses takes each step in one part.
-* ``mark_quiet``: output intervals with no dose of any patient in them or in the
-  ``quiet_after_days`` before them; a combined method (``rk4-ros34pw2``) takes those
-  with its quiet-stretch method and its own step.
+* ``patient_quiet``: for each patient, the output intervals with no dose of his in them
+  or in the window before them (``quiet_after_days``, or ``quiet_half_lives`` PK
+  half-lives if longer); a combined method (``rk4-ros34pw2``) takes those with its
+  quiet-stretch method and its own step. The batch runs a method only where some
+  patient needs it, and each patient's own flag picks his result.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ class OutputGrid(NamedTuple):
             (of any patient of the batch), so that methods that split only at doses take
             two parts there. True is always correct; ``mark_dose_splits`` clears it
             where no dose of a dose table falls inside a step. RK4 ignores it.
-        quiet: bool, whether the interval is a quiet stretch (no dose of any patient of
-            the batch in it or in the ``quiet_after_days`` before it), where a combined
-            method switches to its quiet-stretch method (``mark_quiet``).
+        quiet_steps, quiet_step_days: steps of a combined method's quiet-stretch method
+            in that interval and their length (``plan_schedule``).
+        all_quiet, any_quiet: bool, whether the interval is quiet (no recent dose) for
+            every / for some patient of the batch: which of a combined method's two methods
+            must run there (each patient's own flag, ``Plan.patient_quiet``, picks his).
     """
 
     interval_start_days: np.ndarray
@@ -46,7 +50,10 @@ class OutputGrid(NamedTuple):
     n_steps: np.ndarray
     step_days: np.ndarray
     split: np.ndarray
-    quiet: np.ndarray
+    quiet_steps: np.ndarray
+    quiet_step_days: np.ndarray
+    all_quiet: np.ndarray
+    any_quiet: np.ndarray
 
 
 def plan_output_grid(times_days, dt_days: float, start_day: float = 0.0) -> OutputGrid:
@@ -68,7 +75,9 @@ def plan_output_grid(times_days, dt_days: float, start_day: float = 0.0) -> Outp
     gaps = times - starts
     n_steps = np.ceil(gaps / dt_days - 1e-9).astype(np.int32)
     step = np.where(n_steps > 0, gaps / np.maximum(n_steps, 1), 0.0)
-    return OutputGrid(starts, times, n_steps, step, np.ones(times.shape, bool), np.zeros(times.shape, bool))
+    false = np.zeros(times.shape, bool)
+    return OutputGrid(starts, times, n_steps, step, ~false, np.zeros(times.shape, np.int32), np.zeros(times.shape),
+                      false, false)
 
 
 def mark_dose_splits(grid: OutputGrid, doses, tol: float = 2e-4) -> OutputGrid:
@@ -97,109 +106,116 @@ def mark_dose_splits(grid: OutputGrid, doses, tol: float = 2e-4) -> OutputGrid:
     return grid._replace(split=split)
 
 
-def slowest_half_lives(params) -> np.ndarray:
-    """``(n_species,)`` longest PK half-life (days) of each species' chain over the patients of
-    ``params`` (``{name: (n_patients,)}``): ln 2 over the smaller of its two rates."""
+def half_lives(params) -> np.ndarray:
+    """``(n_species, n_patients)`` longest PK half-life (days) of each species' chain for each
+    patient of ``params`` (``{name: (n_patients,)}``): ln 2 over the smaller of its two rates."""
     from popsim.model import pk
 
-    rates = pk.chain_rates({k: np.asarray(v, np.float64) for k, v in params.items()})
-    slowest = np.minimum(np.asarray(rates.k1_per_day), np.asarray(rates.k2_per_day))  # (n_species, n)
-    return np.log(2.0) / np.min(slowest.reshape(slowest.shape[0], -1), axis=1)
+    rates = pk.chain_rates({k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in params.items()})
+    slowest = np.minimum(np.asarray(rates.k1_per_day), np.asarray(rates.k2_per_day))
+    return np.log(2.0) / slowest.reshape(slowest.shape[0], -1)
 
 
-def mark_quiet(grid: OutputGrid, doses, quiet_after_days: float, quiet_dt_days: float,
-               half_lives: np.ndarray | None = None, quiet_half_lives: float = 0.0) -> OutputGrid:
-    """``grid`` with ``quiet`` set on every output interval ``[a, b]`` in which no dose of
-    ``doses`` (a NumPy DoseTable, any number of patients) has acted recently: no dose falls
-    in ``[a - w, b)``, where the window ``w`` of a dose is ``quiet_after_days`` or
-    ``quiet_half_lives`` times its species' longest half-life (``half_lives``, days),
-    whichever is longer. Quiet intervals are re-planned with ``ceil((b - a) / quiet_dt_days)``
-    equal steps."""
-    starts = np.asarray(grid.interval_start_days, np.float64)
-    ends = np.asarray(grid.interval_end_days, np.float64)
-    n = np.asarray(doses.n_doses)
-    active = n > 0
-    dosed = np.zeros(starts.shape, bool)
-    if active.any():
-        species = np.asarray(doses.species)[active]
-        window = np.full(species.shape, float(quiet_after_days))
-        if half_lives is not None:
-            window = np.maximum(window, quiet_half_lives * np.asarray(half_lives)[species])
-        courses = np.unique(np.stack([np.asarray(doses.start_days, np.float64)[active],
-                                      np.asarray(doses.interval_days, np.float64)[active],
-                                      n[active].astype(np.float64), window], axis=-1), axis=0)
-        for start, interval, count, w in courses:
-            times = start + interval * np.arange(int(count))
-            # Intervals [a, b) that contain a dose time t or start within w after it:
-            # a - w <= t < b, i.e. a in (t - (b - a), t + w].
-            first = np.searchsorted(times, starts - w, side="left")
-            hit = first < times.size
-            dosed |= hit & (times[np.minimum(first, times.size - 1)] < ends)
-    quiet = ~dosed & (ends > starts)
-    gaps = ends - starts
-    n_quiet = np.ceil(gaps / quiet_dt_days - 1e-9).astype(np.int32)
-    n_steps = np.where(quiet, n_quiet, grid.n_steps).astype(np.int32)
-    step = np.where(quiet, gaps / np.maximum(n_quiet, 1), grid.step_days)
-    return grid._replace(n_steps=n_steps, step_days=step, quiet=quiet)
+def patient_quiet(grid: OutputGrid, doses, quiet_after_days: float, quiet_half_lives: float,
+                  params) -> np.ndarray:
+    """``(n_patients, n_times)``: whether each output interval ``[a, b]`` is quiet for each
+    patient, i.e. none of his doses falls in ``[a - w, b)``, where the window ``w`` of a dose
+    is ``quiet_after_days`` or ``quiet_half_lives`` times the longest PK half-life of its
+    species in this patient (``params``), whichever is longer. Depends on the patient alone."""
+    starts = np.asarray(grid.interval_start_days, np.float64)[None, :]
+    ends = np.asarray(grid.interval_end_days, np.float64)[None, :]
+    n_doses = np.asarray(doses.n_doses)
+    species = np.asarray(doses.species)
+    lives = half_lives(params)  # (n_species, n)
+    n = n_doses.shape[0]
+    busy = np.zeros((n, starts.shape[1]), bool)
+    for e in range(n_doses.shape[1]):
+        count = n_doses[:, e].astype(np.float64)[:, None]
+        if not np.any(count > 0):
+            continue
+        start = np.asarray(doses.start_days, np.float64)[:, e][:, None]
+        tau = np.asarray(doses.interval_days, np.float64)[:, e][:, None]
+        life = lives[np.clip(species[:, e], 0, lives.shape[0] - 1), np.arange(n) % lives.shape[1]][:, None]
+        window = np.maximum(quiet_after_days, quiet_half_lives * life)
+        # First dose at or after a - w; the interval is busy if it comes before b.
+        j = np.maximum(np.ceil((starts - window - start) / np.where(tau > 0, tau, 1.0) - 1e-9), 0.0)
+        busy |= (count > 0) & (j < count) & (start + j * tau < ends)
+    return ~busy & (ends > starts)
 
 
 class Plan(NamedTuple):
     """A schedule and the static loop sizes of the simulator that runs it.
 
     Attributes:
-        grid: the OutputGrid.
-        max_steps: steps per output interval of the main method (largest ``n_steps``
-            among the non-quiet intervals).
-        uniform: whether every non-quiet interval takes ``max_steps`` or 0 steps.
-        max_quiet_steps: steps per quiet interval (1 when there are none).
+        grid: the OutputGrid (its batch-level flags for the patients planned together).
+        max_steps: steps per output interval of the main method (largest ``n_steps``).
+        uniform: whether every interval takes ``max_steps`` or 0 main-method steps.
+        max_quiet_steps: steps per output interval of a combined method's quiet-stretch
+            method (largest ``quiet_steps``; 1 without one).
+        patient_quiet: ``(n_patients, n_times)`` per-patient quiet flags (a combined method;
+            all False otherwise).
     """
 
     grid: OutputGrid
     max_steps: int
     uniform: bool
     max_quiet_steps: int
+    patient_quiet: np.ndarray
 
 
 def plan_schedule(times_days, settings, doses, start_day: float = 0.0, params=None) -> Plan:
     """The schedule of ``settings`` (a SolverSettings) for a batch with dose table ``doses``
-    and parameters ``params`` (``{name: (n_patients,)}``; their PK half-lives set how long
-    after a dose an interval stays busy; None = the default parameters)."""
+    (NumPy) and parameters ``params`` (``{name: (n_patients,)}``; their PK half-lives set how
+    long after a dose an interval stays busy; None = the default parameters).
+
+    The static loop sizes depend only on the output times and the steps, so every batch of a
+    population runs the same compiled program; each patient's quiet flags depend only on his
+    own doses and parameters, so his results do not depend on who shares his batch."""
     method = get_method(settings.method)
     grid = mark_dose_splits(plan_output_grid(times_days, settings.dt_days, start_day), doses)
+    n = np.asarray(doses.n_doses).shape[0]
+    quiet = np.zeros((n, grid.n_steps.size), bool)
+    gaps = grid.interval_end_days - grid.interval_start_days
     if getattr(method, "quiet", None) is not None:
         if params is None:
             from popsim.model.parameters import default_parameters
 
             params = default_parameters(1)
-        grid = mark_quiet(grid, doses, settings.quiet_after_days, settings.quiet_dt_days,
-                          slowest_half_lives(params), settings.quiet_half_lives)
-    n_main = grid.n_steps[~grid.quiet]
-    max_steps = int(n_main.max()) if n_main.size else 1
-    n_quiet = grid.n_steps[grid.quiet]
-    max_quiet = int(n_quiet.max()) if n_quiet.size else 1
-    uniform = bool(np.all(np.isin(n_main, (0, max_steps))))
-    return Plan(grid, max(max_steps, 1), uniform, max(max_quiet, 1))
+        quiet = patient_quiet(grid, doses, settings.quiet_after_days, settings.quiet_half_lives, params)
+        n_quiet = np.ceil(gaps / settings.quiet_dt_days - 1e-9).astype(np.int32)
+        grid = grid._replace(quiet_steps=n_quiet, quiet_step_days=gaps / np.maximum(n_quiet, 1),
+                             all_quiet=quiet.all(axis=0) & (n > 0), any_quiet=quiet.any(axis=0),
+                             # quiet patients have no dose inside a step; busy ones take RK4
+                             split=np.zeros_like(grid.split))
+    max_steps = max(int(grid.n_steps.max()), 1)
+    uniform = bool(np.all(np.isin(grid.n_steps, (0, max_steps))))
+    return Plan(grid, max_steps, uniform, max(int(grid.quiet_steps.max()), 1), quiet)
 
 
 def field_evaluations(grid: OutputGrid, method: str, n_states: int | None = None) -> int:
     """Vector-field evaluations (Jacobian-vector products counted as one each) that the
     compiled simulator performs per patient on ``grid``: every step the loop executes,
-    masked ones included, times the method's parts per step and evaluations per part."""
+    masked ones included, times the method's parts per step and evaluations per part; where
+    a combined method runs both of its methods (a batch with busy and quiet patients), both
+    count."""
     from popsim.model.state import N_STATES
 
     combined = get_method(method)
     n_states = N_STATES if n_states is None else n_states
+    active = getattr(combined, "active", combined)
+    quiet_method = getattr(combined, "quiet", None)
     n_steps = np.asarray(grid.n_steps)
-    quiet = np.asarray(grid.quiet) if getattr(combined, "quiet", None) is not None else np.zeros(n_steps.shape, bool)
+    if quiet_method is None:
+        busy, calm = np.ones(n_steps.shape, bool), np.zeros(n_steps.shape, bool)
+    else:
+        calm = np.asarray(grid.any_quiet)
+        busy = ~np.asarray(grid.all_quiet)
     parts = np.where(np.asarray(grid.split), 2, 1)
     total = 0
-    for m, where in ((getattr(combined, "active", combined), ~quiet), (getattr(combined, "quiet", None), quiet)):
-        if m is None or not where.any():
-            continue
-        per_part = m.evaluations(n_states)
-        if m.always_split:
-            loop = max(int(n_steps[where].max()), 1)
-            total += int(where.sum()) * loop * 2 * per_part
-        else:
-            total += int(np.sum(n_steps[where] * parts[where])) * per_part
+    if active.always_split:
+        total += int(busy.sum()) * max(int(n_steps.max()), 1) * 2 * active.evaluations(n_states)
+    else:
+        total += int(np.sum((n_steps * parts)[busy])) * active.evaluations(n_states)
+    if quiet_method is not None:
+        total += int(np.sum(np.asarray(grid.quiet_steps)[calm])) * quiet_method.evaluations(n_states)
     return total
