@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
 from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+from popsim.solve.methods import get_method
 from popsim.solve.schedule import field_evaluations, plan_schedule
 from popsim.solve.settings import SolverSettings
 
@@ -42,6 +43,9 @@ class ChunkResult(NamedTuple):
 
 
 _BATCH_MULTIPLE = 32
+# Patients per compiled batch when a combined method groups the patients of a chunk by
+# when their quiet stretch starts (above SMALL_BATCH, so results equal those of one batch).
+GROUP_SIZE = 512
 
 
 def check_precision(precision: str) -> None:
@@ -127,22 +131,51 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
     def put(a):
         return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
 
+    combined = getattr(get_method(settings.method), "quiet", None) is not None
+    group = -(-GROUP_SIZE // batch_multiple) * batch_multiple
     step = min(settings.chunk_size, n)
     for begin in range(0, n, step):
         end = min(begin + step, n)
-        chunk_params = {k: put(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
-        chunk_doses = DoseTable(*(put(_pad(np.asarray(a[begin:end]), size)) for a in doses))
-        chunk_scale = put(_pad(np.asarray(initial_scale[begin:end], dtype), size))
-        chunk_rules = Rules(*(put(_pad(np.asarray(a[begin:end]), size)) for a in rules))
         if begin:
             plan = plan_schedule(times_days, settings, DoseTable(*(np.asarray(a)[begin:end] for a in doses)),
                                  start_day, {k: np.asarray(v)[begin:end] for k, v in params.items()})
-        grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in plan.grid))
-        chunk_quiet = put(_pad(plan.patient_quiet, size))
-        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules, chunk_quiet)
-        keep = observables or tuple(outputs)
-        host = {k: np.asarray(outputs[k])[: end - begin] for k in keep}
+        m = end - begin
+        if combined and m > group:
+            # Patients whose quiet stretches start together share a batch, so that the
+            # batch runs ROS34PW2 alone (not both methods) for as many days as possible;
+            # results do not depend on the grouping (each patient's flags pick his).
+            busy_until = plan.patient_quiet.shape[1] - np.argmin(plan.patient_quiet[:, ::-1], axis=1)
+            busy_until = np.where(plan.patient_quiet.all(axis=1), 0, busy_until)
+            order = np.argsort(busy_until, kind="stable")
+            batches = [order[i:i + group] for i in range(0, m, group)]
+            batch_size = group
+        else:
+            batches = [np.arange(m)]
+            batch_size = size
+        host: dict[str, np.ndarray] = {}
+        failed_all = np.zeros(m, bool)
+        evaluations = 0.0
+        for rows in batches:
+            take = begin + rows
+            grid = plan.grid
+            own_quiet = plan.patient_quiet[rows]
+            if len(batches) > 1:
+                grid = grid._replace(all_quiet=own_quiet.all(axis=0), any_quiet=own_quiet.any(axis=0))
+            chunk_params = {k: put(_pad(np.asarray(v, dtype)[take], batch_size)) for k, v in params.items()}
+            chunk_doses = DoseTable(*(put(_pad(np.asarray(a)[take], batch_size)) for a in doses))
+            chunk_scale = put(_pad(np.asarray(initial_scale, dtype)[take], batch_size))
+            chunk_rules = Rules(*(put(_pad(np.asarray(a)[take], batch_size)) for a in rules))
+            grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in grid))
+            chunk_quiet = put(_pad(own_quiet, batch_size))
+            outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules, chunk_quiet)
+            keep = observables or tuple(outputs)
+            for k in keep:
+                values = np.asarray(outputs[k])[: rows.size]
+                if k not in host:
+                    host[k] = np.empty((m,) + values.shape[1:], values.dtype)
+                host[k][rows] = values
+            failed_all[rows] = np.asarray(failed)[: rows.size]
+            evaluations += field_evaluations(grid, settings.method) * rows.size
         if on_chunk is not None:
             on_chunk(end, n)
-        yield ChunkResult(slice(begin, end), host, np.asarray(failed)[: end - begin],
-                          field_evaluations(plan.grid, settings.method))
+        yield ChunkResult(slice(begin, end), host, failed_all, int(round(evaluations / m)))
