@@ -120,15 +120,16 @@ def _simulate(regimens, times, **settings):
 def test_a_patients_results_do_not_depend_on_who_shares_his_batch(method):
     """The batch runs the parts and methods that some patient of it needs (two parts where
     some patient has a dose inside a step; RK4 where some patient is busy, ROS34PW2 where
-    some is quiet), and each patient's own doses pick his: bit-identical results alone and
-    beside a man dosed mid-step for longer."""
+    some is quiet), and each patient's own doses pick his: the same results alone and beside
+    a man dosed mid-step for longer (to float32 round-off: a branch compiled inside a
+    different lax.cond may round differently in the last bit)."""
     times = np.arange(0.0, 150.0)
     alone = [R(trt=[T("enanthate", 200, "mg", 7, 56)])]
     shared = alone + [R(drugs=[D("hcg", 1500, "IU", 3.5, 0.25, 100.0)])]
     a = _simulate(alone, times, method=method)
     b = _simulate(shared, times, method=method)
     for k in a:
-        np.testing.assert_array_equal(a[k][0], b[k][0], err_msg=k)
+        np.testing.assert_allclose(a[k][0], b[k][0], rtol=1e-6, atol=1e-12, err_msg=k)
 
 
 def test_combined_method_matches_rk4_on_a_long_off_treatment_follow_up():
@@ -159,8 +160,8 @@ def test_every_registered_method_runs_and_is_close_to_rk4_off_treatment():
 
 def test_grouping_patients_by_their_quiet_stretch_changes_no_result():
     """A chunk larger than run.GROUP_SIZE is simulated in batches of patients whose quiet
-    stretches start together: same per-patient outputs as batches in patient order, fewer
-    field evaluations than one mixed batch."""
+    stretches start together: the same per-patient outputs (to float32 round-off) as
+    batches in patient order, and fewer field evaluations than one mixed batch."""
     from popsim.solve import run
 
     times = np.arange(0.0, 120.0)
@@ -170,6 +171,7 @@ def test_grouping_patients_by_their_quiet_stretch_changes_no_result():
     grouped = next(iterate_chunks(params, doses, times, SolverSettings(chunk_size=len(regimens))))
     plain = list(iterate_chunks(params, doses, times, SolverSettings(chunk_size=160)))
     for k, v in grouped.outputs.items():
-        np.testing.assert_array_equal(v, np.concatenate([c.outputs[k] for c in plain]), err_msg=k)
+        np.testing.assert_allclose(v, np.concatenate([c.outputs[k] for c in plain]), rtol=1e-6, atol=1e-12,
+                                   err_msg=k)
     one_batch = field_evaluations(plan_schedule(times, SolverSettings(), doses, 0.0, params).grid, "rk4-ros34pw2")
     assert grouped.field_evaluations < 0.8 * one_batch

@@ -1,11 +1,13 @@
 """Run the compiled simulator over a population in fixed-size chunks.
 
 Chunks are padded to ``chunk_size`` so that every chunk reuses one compiled function;
-results do not depend on the chunk size (each patient is simulated independently): they
-are bit-identical for any two chunk sizes on the same side of
+results do not depend on the chunk size (each patient is simulated independently). With
+``solver.method=rk4`` they are bit-identical for any two chunk sizes on the same side of
 ``popsim.solve.integrator.SMALL_BATCH`` padded patients, and equal to float32 round-off
 (~1e-6 relative) across it, where the integrator switches between two equivalent
-formulations of the stage PK.
+formulations of the stage PK. With a combined method a batch runs the methods its
+patients need (popsim.solve.schedule), which can change a patient's results in the last
+bit (~1e-7 relative) with who shares his batch.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         if combined and m > group:
             # Patients whose quiet stretches start together share a batch, so that the
             # batch runs ROS34PW2 alone (not both methods) for as many days as possible;
-            # results do not depend on the grouping (each patient's flags pick his).
+            # results do not depend on the grouping beyond float32 round-off (each
+            # patient's flags pick his result).
             busy_until = plan.patient_quiet.shape[1] - np.argmin(plan.patient_quiet[:, ::-1], axis=1)
             busy_until = np.where(plan.patient_quiet.all(axis=1), 0, busy_until)
             order = np.argsort(busy_until, kind="stable")
