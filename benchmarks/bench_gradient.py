@@ -49,7 +49,8 @@ def _clock(fn, *args, repeats: int):
     return statistics.median(walls), statistics.median(cpus), walls
 
 
-def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode: bool = True) -> dict:
+def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode: bool = True,
+            method: str | None = None) -> dict:
     """Time the forward log-density, its reverse-mode gradient and (optionally) its
     forward-mode gradient at step ``dt_days`` (float32)."""
     import jax
@@ -60,16 +61,20 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
     from popsim.calibration.problem import FINITE_DIFFERENCE_STEP, with_finite_difference_derivative
     from popsim.dosing.table import compile_regimens
     from popsim.model.parameters import default_parameters
-    from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+    from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+    from popsim.solve.schedule import field_evaluations, plan_schedule
 
     n = int(n_patients)
     course = popsim.TRTCourse("enanthate", 200.0, "mg", 7.0, TRT_DAYS, 0.0)
     table = compile_regimens([popsim.Regimen(trt=(course,)) for _ in range(n)], 1)
     times = np.arange(0.0, HORIZON_DAYS, OUTPUT_STEP_DAYS)
-    plan = plan_output_grid(times, dt_days)
+    settings = popsim.SolverSettings(dt_days=dt_days, method=method or popsim.SolverSettings.method)
+    schedule = plan_schedule(times, settings, table, 0.0, default_parameters(n))
+    plan = schedule.grid
     species = tuple(np.unique(table.species[table.n_doses > 0]).tolist())
-    sim = population_simulator("float32", species, int(plan.n_steps.max()),
-                               uniform=bool(np.all(np.isin(plan.n_steps, (0, plan.n_steps.max())))))
+    sim = population_simulator("float32", species, schedule.max_steps, uniform=schedule.uniform,
+                               method=settings.method, max_quiet_steps=schedule.max_quiet_steps)
+    quiet = jnp.asarray(schedule.patient_quiet)
     params = {k: jnp.asarray(v, jnp.float32) for k, v in default_parameters(n).items()}
     z, zi = np.zeros((n, 0)), np.zeros((n, 0), np.int32)
     rules = Rules(zi, z, z, z, z, zi, zi, z, z)
@@ -82,7 +87,7 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
         p = dict(params)
         for j, name in enumerate(PARAMETERS):
             p[name] = params[name] * theta[:, j]
-        out, failed, _ = sim(p, doses, grid, scale0, rules)
+        out, failed, _ = sim(p, doses, grid, scale0, rules, quiet)
         return jnp.stack([out[k] for k in OBSERVED]).ravel(), failed
 
     def outputs(eta):
@@ -110,7 +115,9 @@ def measure(dt_days: float, n_patients: int = 40, repeats: int = 3, forward_mode
         return jnp.sum(jnp.log(jnp.maximum(o, 1e-3))), jnp.einsum("kbpt,bpt->pk", t, weight)
 
     eta = jnp.zeros((n, len(PARAMETERS)), jnp.float32)
-    result = {"dt_days": dt_days, "n_patients": n, "years": HORIZON_DAYS / 365.25, "trt_days": TRT_DAYS,
+    result = {"dt_days": dt_days, "method": settings.method,
+              "field_evaluations_per_patient_year": field_evaluations(plan, settings.method) / (HORIZON_DAYS / 365.25),
+              "n_patients": n, "years": HORIZON_DAYS / 365.25, "trt_days": TRT_DAYS,
               "output_step_days": OUTPUT_STEP_DAYS, "n_outputs": int(times.size), "parameters": list(PARAMETERS),
               "observed": list(OBSERVED), "precision": "float32", "steps_per_patient": int(plan.n_steps.sum()),
               "target_ms": TARGET_MS, "devices": [d.device_kind for d in jax.devices()]}
@@ -162,14 +169,17 @@ def main(argv=None) -> int:
     parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-forward-mode", action="store_true")
+    parser.add_argument("--method", action="append", help="step method (repeatable; default: the default method)")
     args = parser.parse_args(argv)
-    for text in args.dt or ["1/6", "1/2"]:
-        r = measure(float(Fraction(text)), args.patients, args.repeats, not args.no_forward_mode)
-        print(json.dumps(r))
-        print(f"dt {text}: gradient {r['gradient_ms']:.0f} ms ({r['gradient_over_target']:.1f}x the "
-              f"{TARGET_MS:.0f} ms target), finite differences {r['finite_difference_ms']:.0f} ms, forward "
-              f"{r['forward_ms']:.0f} ms, forward mode "
-              f"{r.get('forward_mode_ms', float('nan')):.0f} ms", file=sys.stderr)
+    for method in args.method or [None]:
+        for text in args.dt or ["1/6", "1/2"]:
+            r = measure(float(Fraction(text)), args.patients, args.repeats, not args.no_forward_mode, method)
+            print(json.dumps(r))
+            print(f"{r['method']} dt {text}: gradient {r['gradient_ms']:.0f} ms ({r['gradient_over_target']:.1f}x the "
+                  f"{TARGET_MS:.0f} ms target), finite differences {r['finite_difference_ms']:.0f} ms, forward "
+                  f"{r['forward_ms']:.0f} ms, forward mode "
+                  f"{r.get('forward_mode_ms', float('nan')):.0f} ms, "
+                  f"{r['field_evaluations_per_patient_year']:.0f} field evaluations per patient-year", file=sys.stderr)
     return 0
 
 

@@ -100,6 +100,14 @@ def _popsim_run(params, doses, times, settings, observables, species):
     return {k: np.concatenate(v) for k, v in parts.items()}, np.concatenate(failed)
 
 
+def _field_evaluations(doses, times, settings) -> float:
+    """Vector-field evaluations per patient (Jacobian-vector products counted as one each)
+    that the compiled simulator executes on this cohort's schedule (popsim.solve.schedule)."""
+    from popsim.solve.schedule import field_evaluations, plan_schedule
+
+    return float(field_evaluations(plan_schedule(times, settings, doses).grid, settings.method))
+
+
 def peer_popsim(cfg) -> dict:
     """popsim.solve.run.iterate_chunks on the cohort (daily outputs); sharded over host devices
     when XLA_FLAGS forces several (set by run.py before JAX starts)."""
@@ -111,8 +119,10 @@ def peer_popsim(cfg) -> dict:
     times = bc.output_times(h)
     n = int(cfg["n_patients"])
     _, doses, params, origin = bc.build_cohort(range(n), h)
-    settings = popsim.SolverSettings(chunk_size=int(cfg.get("chunk_size", popsim.SolverSettings.chunk_size)))
+    settings = popsim.SolverSettings(chunk_size=int(cfg.get("chunk_size", popsim.SolverSettings.chunk_size)),
+                                     **({"method": cfg["method"]} if cfg.get("method") else {}))
     species = bc.cohort_species()
+    evaluations = _field_evaluations(doses, times, settings)
     accuracy_observables = tuple(dict.fromkeys(bc.TIMED_OBSERVABLES + bc.ACCURACY_OBSERVABLES))
     start = _now()
     first, failed = _popsim_run(params, doses, times, settings, accuracy_observables, species)
@@ -129,7 +139,9 @@ def peer_popsim(cfg) -> dict:
         "first_call_s": first_s, "run_s": run_s, "cpu_s": cpu_s, "patient_years_per_s": _throughput(n, h.years, run_s),
         "extrapolated": False, "devices": _jax_devices(), "failed_patients": int(failed.sum()),
         "settings": {"dt_days": settings.dt_days, "precision": settings.precision, "chunk_size": settings.chunk_size,
-                     "scheme": "fixed-step RK4 split at doses, closed-form PK"},
+                     "method": settings.method, "quiet_after_days": settings.quiet_after_days,
+                     "quiet_dt_days": settings.quiet_dt_days, "scheme": f"{settings.method}, exact dose times, closed-form PK"},
+        "field_evaluations_per_patient_year": evaluations / h.years,
         "observables": list(bc.TIMED_OBSERVABLES), "notes": [],
     }
     ref = _load_reference(cfg)
@@ -429,6 +441,7 @@ def peer_gradient(cfg) -> dict:
 PEERS = {
     "reference": peer_reference,
     "popsim": peer_popsim,
+    "popsim-rk4": peer_popsim,
     "popsim-sharded": peer_popsim,
     "numba": peer_numba,
     "diffrax": peer_diffrax,

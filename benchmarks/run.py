@@ -41,9 +41,10 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 MARK = "BENCH_JSON:"
-ALL_PEERS = ("popsim", "popsim-sharded", "numba", "diffrax", "scipy")
+ALL_PEERS = ("popsim", "popsim-rk4", "popsim-sharded", "numba", "diffrax", "scipy")
 # Packages each peer needs; a peer whose package is missing is skipped with a message.
-REQUIRES = {"popsim": ("jax", "popsim"), "popsim-sharded": ("jax", "popsim"), "numba": ("numba",),
+REQUIRES = {"popsim": ("jax", "popsim"), "popsim-rk4": ("jax", "popsim"), "popsim-sharded": ("jax", "popsim"),
+            "numba": ("numba",),
             "diffrax": ("diffrax", "equinox", "jax"), "scipy": ("scipy",)}
 VERSIONED = ("jax", "jaxlib", "numpy", "scipy", "diffrax", "equinox", "numba", "llvmlite")
 
@@ -248,7 +249,10 @@ def _accuracy_cells(acc: dict | None) -> tuple[str, str]:
 def _settings_cell(name: str, r: dict) -> str:
     s = r.get("settings") or {}
     if name.startswith("popsim"):
-        return f"RK4 dt={s.get('dt_days', 0) * 24:.0f} h, {s.get('precision', '')}"
+        method = s.get("method", "rk4")
+        quiet = f" (ROS34PW2 {s['quiet_dt_days']:g} d after {s['quiet_after_days']:g} d without doses)" \
+            if method == "rk4-ros34pw2" else ""
+        return f"{method}: RK4 dt={s.get('dt_days', 0) * 24:.0f} h{quiet}, {s.get('precision', '')}"
     if "rtol" in s:
         extra = f", {s['precision']}" if "precision" in s else ""
         return f"rtol={s['rtol']:.0e}, atol={s['atol']:.0e}{extra}"
@@ -304,9 +308,9 @@ def markdown(report: dict) -> str:
               f"- Metric: patient-years simulated per second (daily outputs of {', '.join(wl['timed_observables'])}), "
               "compile time excluded (first call compiles; the median of the timed repeats is used)", ""]
     head = ("| peer | settings | timed | compile s | run s | patient-years/s | patient-years/CPU-s | "
-            "popsim 1-dev / peer | popsim all-cores / peer | max rel err T / LH / FSH / sperm | recovery diff d | "
-            "peak RSS MB | note |")
-    lines += [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+            "field evals / patient-year | popsim 1-dev / peer | popsim all-cores / peer | "
+            "max rel err T / LH / FSH / sperm | recovery diff d | peak RSS MB | note |")
+    lines += [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     ratios = report["ratios"]
     for row, r, note in _rows(results):
         acc, rec = _accuracy_cells(r.get("accuracy"))
@@ -316,15 +320,22 @@ def markdown(report: dict) -> str:
             note = (note + "; " if note else "") + "accuracy NOT matched"
         lines.append(f"| {row} | {_settings_cell(row, r)} | {r['n_patients']} x {r['years']:g} y | "
                      f"{_fmt(r.get('compile_s'))} | {_fmt(statistics.median(r['run_s']))} | "
-                     f"{_fmt(r['patient_years_per_s'])} | {_fmt(per_cpu)} | {_fmt(ratio.get('popsim_over_peer'))} | "
+                     f"{_fmt(r['patient_years_per_s'])} | {_fmt(per_cpu)} | "
+                     f"{_fmt(r.get('field_evaluations_per_patient_year'))} | {_fmt(ratio.get('popsim_over_peer'))} | "
                      f"{_fmt(ratio.get('popsim-sharded_over_peer'))} | {acc} | {rec} | {_fmt(r.get('peak_rss_mb'))} | "
                      f"{note} |")
     for name, r in results.items():
         if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} ||||||||||||")
+            lines.append(f"| {name} | skipped: {r['skipped']} |||||||||||||")
         elif "error" in r:
-            lines.append(f"| {name} | ERROR: {r['error'][:200]} ||||||||||||")
+            lines.append(f"| {name} | ERROR: {r['error'][:200]} |||||||||||||")
     lines.append("")
+    new, old = results.get("popsim", {}), results.get("popsim-rk4", {})
+    if new.get("field_evaluations_per_patient_year") and old.get("field_evaluations_per_patient_year"):
+        lines += [f"popsim default ({new['settings']['method']}) over rk4, same run: "
+                  f"{old['field_evaluations_per_patient_year'] / new['field_evaluations_per_patient_year']:.2f}x fewer "
+                  f"field evaluations per patient-year, {new['patient_years_per_s'] / old['patient_years_per_s']:.2f}x "
+                  "the patient-years/s.", ""]
     notes = [f"- {name}: {n}" for name, r in results.items() for n in r.get("notes", [])]
     for name, r in results.items():
         if r.get("calibration"):
@@ -487,7 +498,7 @@ def main(argv=None) -> int:
                      "recovery_years_min": h.recovery_years, "products": [list(p) for p in bc.PRODUCTS],
                      "protocols": list(bc.PROTOCOLS), "output_step_days": 1.0,
                      "timed_observables": list(bc.TIMED_OBSERVABLES), "accuracy_observables": list(bc.ACCURACY_OBSERVABLES),
-                     "accuracy_subset": subset, "cohort_sizes": {"popsim": n_popsim, "popsim-sharded": n_popsim,
+                     "accuracy_subset": subset, "cohort_sizes": {"popsim": n_popsim, "popsim-rk4": n_popsim, "popsim-sharded": n_popsim,
                                                                  "numba": n_numba, "diffrax": n_diffrax,
                                                                  "scipy": len(subset)},
                      "patient_years_definition": "patients x simulated horizon (every patient is simulated over "
@@ -519,6 +530,8 @@ def main(argv=None) -> int:
                        repeats=repeats if name.startswith("popsim") else m["peer_repeats"])
             if name.startswith("popsim"):
                 cfg.update(n_patients=n_popsim, subset_out=str(work / f"{name}-subset.npz"))
+                if name == "popsim-rk4":
+                    cfg.update(method="rk4")
             elif name == "numba":
                 cfg.update(n_patients=n_numba, popsim_subset=str(work / "popsim-subset.npz"))
             elif name == "diffrax":

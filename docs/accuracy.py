@@ -2,10 +2,11 @@
 
     JAX_ENABLE_X64=1 python docs/accuracy.py --write docs/accuracy.md
 
-Compares the fixed-step population integrator (popsim.solve.integrator) with the
-tight-tolerance reference (popsim.solve.reference) on every regimen of
-popsim.verify.accuracy.ACCURACY_REGIMENS, for each step dt_days and precision of the
-sweep, over two years of daily output. Without ``--write`` the report goes to stdout.
+Compares the population integrator (popsim.solve.integrator) with the tight-tolerance
+reference (popsim.solve.reference) on every regimen of
+popsim.verify.accuracy.ACCURACY_REGIMENS: every step method at its default settings, the
+default method for each step dt_days and precision of the sweep over two years of daily
+output, and a long off-treatment follow-up. Without ``--write`` the report goes to stdout.
 """
 
 import os
@@ -29,9 +30,13 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from popsim.verify import accuracy as acc  # noqa: E402
+from popsim.solve.methods import METHODS  # noqa: E402
+from popsim.solve.schedule import field_evaluations, plan_schedule  # noqa: E402
 from popsim.solve.settings import SolverSettings  # noqa: E402
 
 DEFAULT_DTS = (0.5, 0.25, 1 / 6, 1 / 12, 1 / 24, 1 / 48)
+# Regimens followed for --long-years (one year of treatment, then years off).
+LONG_FOLLOW_UP = ("te_200mg_weekly_stop", "gel_then_anastrozole_tamoxifen")
 COMMAND = "JAX_ENABLE_X64=1 python docs/accuracy.py --write docs/accuracy.md"
 
 DESCRIPTIONS = {
@@ -108,6 +113,72 @@ def run_sweep(names, horizon, dts, precisions, max_seconds, log):
     return results, dropped
 
 
+def evaluations_per_year(names, horizon, settings) -> float:
+    """Field evaluations per patient-year of the batch of ``names`` (one schedule for all)."""
+    _, doses, params, _ = acc._problem(names)
+    plan = plan_schedule(acc.output_times(horizon), settings, doses, 0.0, params)
+    return field_evaluations(plan.grid, settings.method) / (horizon / 365.25)
+
+
+def method_sweep(names, horizon, precision, log):
+    """{method: (results, seconds, evaluations per patient-year)} at each method's defaults,
+    the gonadorelin regimens at GONADORELIN_DT_DAYS for the RK4 (part of a) method."""
+    gon = [n for n in names if n in acc.GONADORELIN_REGIMENS]
+    other = [n for n in names if n not in acc.GONADORELIN_REGIMENS]
+    out = {}
+    for name in METHODS:
+        res, seconds, evals = {}, 0.0, {}
+        for group, dt in ((other, None), (gon, acc.GONADORELIN_DT_DAYS)):
+            if not group:
+                continue
+            if name == "ros34pw2":
+                dt = None
+            r, sec = acc.timed(acc.compare_to_reference, group, horizon, dt, precision, 1.0, name)
+            res.update(r)
+            seconds += sec
+            settings = SolverSettings(dt_days=dt, precision=precision, method=name)
+            e = evaluations_per_year(tuple(group), horizon, settings)
+            evals.update({n: e for n in group})
+        out[name] = (res, seconds, evals)
+        log(f"method {name}: {seconds:.1f} s, worst " + ", ".join(f"{r.worst_hormone_error:.1e}" for r in res.values()))
+    return out
+
+
+def render_methods(names, horizon, sweep, long_names, long_horizon, long_sweep) -> list[str]:
+    default = SolverSettings()
+    lines = ["## Step methods at their default settings", "",
+             f"Every method of `popsim.solve.methods` with its default settings ({default.precision}, horizon "
+             f"{horizon:g} d); the gonadorelin regimens with dt_days = {dt_label(acc.GONADORELIN_DT_DAYS)} for "
+             "the RK4 steps (what the gonadorelin protocols set). Cell: worst hormone error (worst recovery-time "
+             "difference in days); field evaluations per patient-year of the regimens' batch (one schedule for the "
+             "batch; Jacobian-vector products counted as one evaluation each) on the line below.", "",
+             "| regimen | " + " | ".join(f"`{m}`" for m in sweep) + " |", "|---|" + "---:|" * len(sweep)]
+    for n in names:
+        cells = []
+        for m, (res, _, _) in sweep.items():
+            r = res[n]
+            cells.append(f"{r.worst_hormone_error:.1e} ({days(r.worst_recovery_diff_days)}){'' if r.meets() else ' ✗'}")
+        lines.append(f"| `{n}` | " + " | ".join(cells) + " |")
+    lines.append("| field evaluations / patient-year (without gonadorelin; gonadorelin) | " + " | ".join(
+        f"{ev[next(n for n in names if n not in acc.GONADORELIN_REGIMENS)]:,.0f}; "
+        f"{ev[next((n for n in names if n in acc.GONADORELIN_REGIMENS), names[0])]:,.0f}"
+        for _, (_, _, ev) in sweep.items()) + " |")
+    lines.append("| run time (s) | " + " | ".join(f"{sec:.1f}" for _, (_, sec, _) in sweep.items()) + " |")
+    lines += ["", "✗: misses a target.", ""]
+    if long_sweep:
+        lines += [f"### Long off-treatment follow-up ({long_horizon / 365.25:.0f} years, {default.precision})", "",
+                  "| regimen | method | worst hormone error | hormone | day | worst recovery diff (d) | "
+                  "field evaluations / patient-year | meets |", "|---|---|---:|---|---:|---:|---:|---|"]
+        for m, (res, _, ev) in long_sweep.items():
+            for n in long_names:
+                r = res[n]
+                lines.append(f"| `{n}` | `{m}` | {r.worst_hormone_error:.2e} | {SHORT[r.worst_hormone]} | "
+                             f"{r.hormone_worst_day[r.worst_hormone]:g} | {days(r.worst_recovery_diff_days)} | "
+                             f"{ev[n]:,.0f} | {'yes' if r.meets() else 'no'} |")
+        lines.append("")
+    return lines
+
+
 def largest_passing_dt(results, precision, dts, names):
     """Largest dt of the sweep from which every finer dt also meets the targets for ``names``."""
     best = None
@@ -122,7 +193,7 @@ def largest_passing_dt(results, precision, dts, names):
     return best
 
 
-def render(names, horizon, dts, precisions, results, dropped, ref_seconds) -> str:
+def render(names, horizon, dts, precisions, results, dropped, ref_seconds, method_lines=()) -> str:
     default = SolverSettings()
     gon = [n for n in names if n in acc.GONADORELIN_REGIMENS]
     other = [n for n in names if n not in acc.GONADORELIN_REGIMENS]
@@ -144,8 +215,10 @@ def render(names, horizon, dts, precisions, results, dropped, ref_seconds) -> st
         worst_days = max((res[n].worst_recovery_diff_days for n in other), default=0.0)
         verdict = "meets" if ok_other else "does NOT meet"
         lines.append(
-            f"- The default `SolverSettings` use dt_days = {dt_label(default.dt_days)} ({default.dt_days * 24:g} h) in "
-            f"{default.precision}. Over the regimens without gonadorelin it {verdict} the targets ({target}): "
+            f"- The default `SolverSettings` use method `{default.method}` with dt_days = {dt_label(default.dt_days)} "
+            f"({default.dt_days * 24:g} h) for its RK4 steps and {default.quiet_dt_days:g}-day ROS34PW2 steps on "
+            f"quiet stretches, in {default.precision}. Over the regimens without gonadorelin it {verdict} the "
+            f"targets ({target}): "
             f"worst hormone error {worst_other:.2e}, worst recovery-time difference {days(worst_days)} d.")
         if not ok_other:
             failing = [n for n in other if not res[n].meets()]
@@ -209,9 +282,14 @@ def render(names, horizon, dts, precisions, results, dropped, ref_seconds) -> st
         "rtol 1e-10, atol 1e-12, with the PK chains as ODE states and every dose applied as a jump; it restarts "
         "at every dose, output time and gonadorelin course switch. Independent of the population integrator "
         "where it matters (no closed-form PK, no fixed step, no step splitting).",
-        "- Population integrator: `popsim.solve.run.iterate_chunks` with `SolverSettings(dt_days, precision)`: "
-        "fixed-step RK4, each step split at the first dose inside it (or at a quarter step after a dose at its "
-        "start), PK in closed form.",
+        "- Population integrator: `popsim.solve.run.iterate_chunks` with `SolverSettings(dt_days, precision, "
+        "method)`, PK in closed form, every dose at its exact time. `rk4`: fixed-step RK4, each step split at the "
+        "first dose inside it (or at a quarter step after a dose at its start, else at its midpoint). `ros34pw2`: "
+        "the L-stable Rosenbrock-W method ROS34PW2 with the Jacobian columns of the fast states, one part per "
+        "step unless a dose falls inside it. `rk4-ros34pw2` (default): `rk4` in every output interval within "
+        "max(quiet_after_days, quiet_half_lives x the longest PK half-life) of a dose of some patient of the "
+        "batch, `ros34pw2` at quiet_dt_days elsewhere. The step sweeps below vary dt_days of the default "
+        "method (its RK4 steps).",
         "- Hormone error: for each of " + ", ".join(SHORT[h] for h in acc.HORMONES) + ", the largest over time "
         "of |sim - ref| / max(|ref|, 1e-6 max|ref|); the table shows the worst hormone.",
         "- Recovery times, days from the first missed TRT dose (last dose + one interval), first time the "
@@ -260,6 +338,7 @@ def render(names, horizon, dts, precisions, results, dropped, ref_seconds) -> st
             f"{results[(precision, dt)][1]:.1f}" if (precision, dt) in results else "" for dt in dts) + " |")
         lines += ["", "✗: misses a target. Run time includes compilation on the first step of each precision.", ""]
 
+    lines += list(method_lines)
     lines += ["## Details per precision and step", ""]
     for precision in precisions:
         for dt in dts:
@@ -304,6 +383,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dt", type=float, nargs="+", default=list(DEFAULT_DTS), help="steps to sweep (days)")
     parser.add_argument("--precision", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     parser.add_argument("--regimens", nargs="+", default=list(acc.ACCURACY_REGIMENS), choices=list(acc.ACCURACY_REGIMENS))
+    parser.add_argument("--long-years", type=float, default=6.0,
+                        help="horizon of the long off-treatment follow-up (years; 0 = skip it)")
     parser.add_argument("--max-seconds", type=float, default=300.0,
                         help="skip finer steps of a precision once one combination takes longer than this")
     args = parser.parse_args(argv)
@@ -318,7 +399,21 @@ def main(argv=None) -> int:
     _, ref_seconds = acc.timed(acc.reference_outputs, names, args.horizon_days)
     log(f"reference: {ref_seconds:.1f} s")
     results, dropped = run_sweep(names, args.horizon_days, dts, args.precision, args.max_seconds, log)
-    text = render(names, args.horizon_days, dts, args.precision, results, dropped, ref_seconds)
+    precision = SolverSettings().precision
+    methods = method_sweep(names, args.horizon_days, precision, log)
+    long_names = tuple(n for n in LONG_FOLLOW_UP if n in names)
+    long_sweep = {}
+    if long_names and args.long_years > 0:
+        long_horizon = args.long_years * 365.25
+        acc.reference_outputs(long_names, long_horizon)
+        for m in ("rk4", SolverSettings.method):
+            r, sec = acc.timed(acc.compare_to_reference, long_names, long_horizon, None, precision, 1.0, m)
+            e = evaluations_per_year(long_names, long_horizon, SolverSettings(precision=precision, method=m))
+            long_sweep[m] = (r, sec, {n: e for n in long_names})
+            log(f"long follow-up {m}: {sec:.1f} s")
+    method_lines = render_methods(names, args.horizon_days, methods, long_names,
+                                  args.long_years * 365.25, long_sweep)
+    text = render(names, args.horizon_days, dts, args.precision, results, dropped, ref_seconds, method_lines)
     if args.write:
         write_atomic(args.write, text)
         log(f"wrote {args.write}")

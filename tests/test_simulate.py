@@ -131,22 +131,28 @@ def test_float64_needs_64_bit_jax():
         popsim.simulate(R(), times_days=[0.0, 1.0], settings=popsim.SolverSettings(precision="float64"))
 
 
-@pytest.mark.parametrize("times", [np.arange(0.0, 120.0, 7.0), np.array([0.0, 3.0, 10.0, 45.0, 46.0, 120.0])])
-def test_reverse_mode_gradient_through_the_simulator_is_finite(times):
+@pytest.mark.parametrize("method,times", [
+    ("rk4", np.arange(0.0, 120.0, 7.0)), ("rk4", np.array([0.0, 3.0, 10.0, 45.0, 46.0, 120.0])),
+    # the default: RK4 while doses are recent, ROS34PW2 one day at a time after day ~128
+    (popsim.SolverSettings.method, np.arange(0.0, 200.0, 1.0))])
+def test_reverse_mode_gradient_through_the_simulator_is_finite(method, times):
     import jax.numpy as jnp
 
     from popsim.dosing.table import DoseTable
-    from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+    from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+    from popsim.solve.schedule import plan_schedule
 
     regimens = [R(trt=[T("enanthate", 200, "mg", 7, 60)], drugs=[D("hcg", 1500, "IU", 3.5, 60, 100)])] * 2
     doses = compile_regimens(regimens)
-    plan = plan_output_grid(times, popsim.SolverSettings().dt_days)
-    sim = population_simulator("float32", tuple(range(12)), int(plan.n_steps.max()),
-                               uniform=bool(np.all(np.isin(plan.n_steps, (0, plan.n_steps.max())))))
+    schedule = plan_schedule(times, popsim.SolverSettings(method=method), doses)
+    plan = schedule.grid
+    assert schedule.patient_quiet.any() == (method != "rk4")
+    sim = population_simulator("float32", tuple(range(12)), schedule.max_steps, uniform=schedule.uniform,
+                               method=method, max_quiet_steps=schedule.max_quiet_steps)
     params = {k: jnp.asarray(v, jnp.float32) for k, v in popsim.default_parameters(2).items()}
     z, zi = jnp.zeros((2, 0)), jnp.zeros((2, 0), jnp.int32)
     args = (DoseTable(*(jnp.asarray(a) for a in doses)), OutputGrid(*(jnp.asarray(a) for a in plan)),
-            jnp.ones(doses.species.shape), Rules(zi, z, z, z, z, zi, zi, z, z))
+            jnp.ones(doses.species.shape), Rules(zi, z, z, z, z, zi, zi, z, z), jnp.asarray(schedule.patient_quiet))
 
     def loss(log_k):
         p = dict(params, k_pituitary_reserve_per_day=params["k_pituitary_reserve_per_day"] * jnp.exp(log_k))

@@ -61,7 +61,7 @@ def simulate_sperm(params: dict, regimens, times_days: np.ndarray, spec: Calibra
                    start_day: float = 0.0, observables=("sperm_concentration_m_ml",)) -> dict:
     """Latent trajectories ``{observable: (n, n_times)}`` of men with explicit parameters."""
     table = compile_regimens(list(regimens))
-    settings = SolverSettings(dt_days=spec.dt_days, precision=spec.precision)
+    settings = SolverSettings(dt_days=spec.dt_days, precision=spec.precision, method=spec.method)
     out = {k: [] for k in observables}
     for chunk in iterate_chunks(params, table, times_days, settings, start_day=start_day, observables=tuple(observables)):
         for k in observables:

@@ -23,7 +23,9 @@ from popsim.calibration.spec import CalibrationSpec, CalibrationSpecError, valid
 from popsim.dosing.table import DoseTable, compile_regimens, trt_summary
 from popsim.model.parameters import PARAMETER_INDEX
 from popsim.population.covariates import COVARIATE_INDEX, typical_parameters
-from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+from popsim.solve.schedule import plan_schedule
+from popsim.solve.settings import SolverSettings
 from popsim.solve.run import check_precision
 
 
@@ -209,15 +211,17 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivativ
     """
     if derivative not in DERIVATIVES:
         raise ValueError(f"derivative (inference.gradient) must be one of {DERIVATIVES}, got {derivative!r}")
-    grid = plan_output_grid(problem.grid_days, spec.dt_days, problem.start_day)
-    max_steps = int(grid.n_steps.max())
-    simulator = population_simulator(spec.precision, problem.species, max_steps,
-                                     uniform=bool(np.all(np.isin(grid.n_steps, (0, max_steps)))))
+    settings = SolverSettings(dt_days=spec.dt_days, precision=spec.precision, method=spec.method)
+    plan = plan_schedule(problem.grid_days, settings, problem.doses, problem.start_day, problem.base_params)
+    grid = plan.grid
+    simulator = population_simulator(spec.precision, problem.species, plan.max_steps, uniform=plan.uniform,
+                                     method=spec.method, max_quiet_steps=plan.max_quiet_steps)
     dtype = jnp.float32 if spec.precision == "float32" else jnp.float64
     n = problem.n_patients
     base = {k: jnp.asarray(v, dtype) for k, v in problem.base_params.items()}
     doses = DoseTable(*(jnp.asarray(a) for a in problem.doses))
     grid_j = OutputGrid(*(jnp.asarray(a) for a in grid))
+    quiet = jnp.asarray(plan.patient_quiet)
     scale0 = jnp.ones(problem.doses.species.shape, dtype)
     z, zi = jnp.zeros((n, 0), dtype), jnp.zeros((n, 0), jnp.int32)
     rules = Rules(zi, z, z, z, z, zi, zi, z, z)
@@ -231,7 +235,7 @@ def make_predictor(problem: CalibrationProblem, spec: CalibrationSpec, derivativ
         params = dict(base)
         for k, name in enumerate(names):
             params[name] = theta[:, k].astype(dtype)
-        outputs, failed, _ = simulator(params, doses, grid_j, scale0, rules)
+        outputs, failed, _ = simulator(params, doses, grid_j, scale0, rules, quiet)
         stacked = jnp.stack([outputs[name] for name in observables])  # (n_analytes, n, n_times)
         lo = stacked[analyte, patient, left]
         hi = stacked[analyte, patient, left + 1]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
 from popsim.model.parameters import PARAMETER_INDEX
+from popsim.solve.methods import DEFAULT_METHOD, METHODS
 
 ERROR_MODELS = ("lognormal", "proportional", "additive", "combined")
 PARAMETERIZATIONS = ("centred", "non_centred", "mixed")
@@ -104,7 +105,9 @@ class CalibrationSpec:
     Attributes:
         estimated: parameters with a population value and IIV.
         residuals: residual error model per analyte (analytes absent from the data are ignored).
-        dt_days: integrator step of the likelihood (popsim.solve.settings.SolverSettings).
+        dt_days: integrator step of the likelihood (popsim.solve.settings.SolverSettings;
+            for the combined default method, the step of its RK4 part).
+        method: step method of the likelihood (SolverSettings.method).
         output_step_days: spacing of the simulated grid that predictions are interpolated from.
         sperm_floor_m_ml: floor of the predicted sperm concentration on the log scale
             (an azoospermic prediction is compared as this value; M/mL).
@@ -127,6 +130,7 @@ class CalibrationSpec:
     precision: str = "float32"
     parameterization: str = "mixed"
     extra: dict = field(default_factory=dict)
+    method: str = DEFAULT_METHOD
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -177,6 +181,8 @@ def validate_spec(spec: CalibrationSpec) -> None:
             raise CalibrationSpecError(f"{where}.model: '{r.model}' is not a residual error model; valid: {ERROR_MODELS}")
         _positive(r.sigma_prior, f"{where}.sigma_prior")
         _positive(r.additive_prior, f"{where}.additive_prior")
+    if not isinstance(spec.method, str) or spec.method not in METHODS:
+        raise CalibrationSpecError(f"solver.method must be one of {sorted(METHODS)}, got {spec.method!r}")
     _positive(spec.dt_days, "solver.dt_days")
     if spec.dt_days > 2.0:
         raise CalibrationSpecError(f"solver.dt_days must be <= 2 days, got {spec.dt_days}")

@@ -165,11 +165,14 @@ def build_study(cfg: PopsimConfig, design: CohortDesign) -> StudySpec:
         raise ConfigError(f"outcomes.primary_endpoint '{o.primary_endpoint}' is invalid; valid values are "
                           f"{endpoint_names(endpoints)}")
     s = cfg.solver
-    dt = SolverSettings.dt_days if s.dt_days is None else s.dt_days
-    if cfg.protocol.max_dt_days is not None:
-        dt = min(dt, cfg.protocol.max_dt_days)
     try:
-        settings = SolverSettings(dt_days=dt, precision=s.precision, chunk_size=s.chunk_size)
+        method = SolverSettings.method if s.method is None else s.method
+        default = SolverSettings(method=method)
+        dt = default.dt_days if s.dt_days is None else s.dt_days
+        if cfg.protocol.max_dt_days is not None and isinstance(dt, (int, float)):
+            dt = min(dt, cfg.protocol.max_dt_days)
+        settings = SolverSettings(dt_days=dt, precision=s.precision, chunk_size=s.chunk_size, method=method,
+                                  quiet_after_days=s.quiet_after_days, quiet_dt_days=s.quiet_dt_days)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     out = cfg.output

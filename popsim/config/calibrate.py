@@ -71,7 +71,7 @@ def _integer(section: Mapping, key: str, where: str, minimum: int = 1) -> int:
 
 
 MODEL_KEYS = {"estimated", "residuals", "parameterization", "output_step_days", "sperm_floor_m_ml"}
-SOLVER_KEYS = {"dt_days", "precision"}
+SOLVER_KEYS = {"dt_days", "precision", "method"}
 
 
 def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
@@ -139,7 +139,8 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
     spec = CalibrationSpec(estimated=tuple(estimated), residuals=tuple(residuals),
                            dt_days=solver.get("dt_days"), output_step_days=model.get("output_step_days", 1.0),
                            sperm_floor_m_ml=model.get("sperm_floor_m_ml", 0.01), precision=solver.get("precision", "float32"),
-                           parameterization=model.get("parameterization", "mixed"))
+                           parameterization=model.get("parameterization", "mixed"),
+                           method=solver.get("method", CalibrationSpec.method))
     try:
         validate_spec(spec)
     except CalibrationSpecError as error:

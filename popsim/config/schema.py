@@ -120,11 +120,14 @@ class ProtocolConfig:
 
 @dataclass
 class SolverConfig:
-    """Integrator settings; dt_days null = the default, reduced to protocol.max_dt_days."""
+    """Integrator settings; null = the method's default (dt_days reduced to protocol.max_dt_days)."""
 
+    method: Optional[str] = None
     dt_days: Optional[float] = None
     precision: str = "float32"
     chunk_size: int = 2048
+    quiet_after_days: Optional[float] = None
+    quiet_dt_days: Optional[float] = None
 
 
 @dataclass

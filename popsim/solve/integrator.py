@@ -1,10 +1,13 @@
-"""Fixed-step integration of one patient with exact dose times, vmapped over patients.
+"""Integration of one patient with exact dose times, vmapped over patients.
 
-Between two requested output times the patient takes ``ceil(gap / dt)`` equal steps.
-Each step is split at the first dose inside it (or at its midpoint) and each part takes
-one RK4 step of the slow physiological states, while the linear PK chains are advanced
-in closed form (popsim.model.pk), so every dose acts at its exact time. Outputs are
-left limits: a sample at a dose time is a pre-dose (trough) sample.
+Between two requested output times the patient takes ``ceil(gap / dt)`` equal steps
+(the step schedule, ``plan_output_grid``). A step is taken in one part, or split in two
+at the first dose inside it, and each part is one step of the step method
+(popsim.solve.methods: ``rk4`` splits every step, at a dose or at its midpoint;
+``ros34pw2`` splits only where the schedule says some patient of the batch has a dose
+strictly inside the step). The slow physiological states follow the method, the linear
+PK chains are advanced in closed form (popsim.model.pk), so every dose acts at its exact
+time. Outputs are left limits: a sample at a dose time is a pre-dose (trough) sample.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 
 from popsim.model import hpg, pk
 from popsim.model.pk import N_SPECIES, SPECIES_INDEX
+from popsim.solve.methods import DEFAULT_METHOD, get_method
+from popsim.solve.schedule import OutputGrid, mark_dose_splits, plan_output_grid  # noqa: F401 (re-exported)
 
 _GONADORELIN = SPECIES_INDEX["gonadorelin"]
 # Where a step with a dose at its start is split: the absorption transient right after
@@ -41,42 +46,9 @@ OBSERVABLES: tuple[str, ...] = (
 )
 
 
-class OutputGrid(NamedTuple):
-    """Host-computed stepping plan for a common output grid, each ``(n_times,)``.
-
-    Attributes:
-        interval_start_days: start of the interval ending at each output time.
-        interval_end_days: the output times.
-        n_steps: int32 steps in that interval (0 when two outputs coincide).
-        step_days: step length in that interval.
-    """
-
-    interval_start_days: np.ndarray
-    interval_end_days: np.ndarray
-    n_steps: np.ndarray
-    step_days: np.ndarray
-
-
-def plan_output_grid(times_days, dt_days: float, start_day: float = 0.0) -> OutputGrid:
-    """Steps needed to reach each output time from ``start_day`` (untreated steady state).
-
-    Raises:
-        ValueError: if times are not finite, not non-decreasing, or before ``start_day``.
-    """
-    times = np.asarray(times_days, dtype=np.float64)
-    if times.ndim != 1 or times.size == 0:
-        raise ValueError(f"times_days must be a non-empty 1-D array, got shape {times.shape}")
-    if not np.all(np.isfinite(times)):
-        raise ValueError("times_days must be finite")
-    if np.any(np.diff(times) < 0):
-        raise ValueError("times_days must be non-decreasing")
-    if times[0] < start_day:
-        raise ValueError(f"times_days start at {times[0]} before the simulation start day {start_day}")
-    starts = np.concatenate([[start_day], times[:-1]])
-    gaps = times - starts
-    n_steps = np.ceil(gaps / dt_days - 1e-9).astype(np.int32)
-    step = np.where(n_steps > 0, gaps / np.maximum(n_steps, 1), 0.0)
-    return OutputGrid(starts, times, n_steps, step)
+def _select(flag, new, old):
+    """``new`` where ``flag`` else ``old``, leaf by leaf (a per-patient choice under vmap)."""
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
 class _Doses(NamedTuple):
@@ -141,13 +113,18 @@ def _gonadorelin_sustained(doses: _Doses, scale, t, p, column: int):
 
 
 def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uniform: bool,
-                            batched_stages: bool = False):
+                            batched_stages: bool = False, method_name: str = "rk4", max_quiet_steps: int = 1):
     # Dose-time coincidence tolerance, days: float32 resolves ~1e-4 d at t ~ 5 years.
     tol = 2e-4 if dtype == jnp.float32 else 1e-9
+    method = get_method(method_name)
+    # A combined method: one step method while doses are recent, another on quiet stretches.
+    quiet_method = getattr(method, "quiet", None)
+    method = getattr(method, "active", method)
 
     gonadorelin_column = species.index(_GONADORELIN) if _GONADORELIN in species else None
 
-    def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid, scale0, rules: Rules):
+    def simulate_patient(params: Mapping[str, jnp.ndarray], doses: _Doses, grid: OutputGrid, scale0, rules: Rules,
+                         quiet):
         p = {k: jnp.asarray(v, dtype) for k, v in params.items()}
         rates = pk.select(pk.chain_rates(p), species)
         c = hpg.patient_constants(p)
@@ -192,7 +169,7 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
                 scale = scale.at[target].set(jnp.where(fires, updated, current))
             return scale
 
-        def step(carry, t0, t1):
+        def step(method, carry, t0, t1, may_split=True):
             y, a1_0, a2_0, scale = carry
             if n_rules:
                 scale = apply_rules(y, a2_0, scale, t0, t1)
@@ -207,6 +184,41 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             inner_index = jnp.where(first_offset > tol, first_index, first_index + 1.0)
             valid = (inner_index < end_index) & (inner < h - tol)
             split = jnp.min(jnp.where(valid, inner, h))
+            zero = jnp.zeros_like(h)
+            at = lambda u, s: pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset, u, s)  # noqa: E731
+            field = lambda z, a2, u: rhs(z, a2, t0 + u, scale)  # noqa: E731
+
+            if not method.always_split:
+                def stages_of(times):
+                    # Stage times are right limits (post-dose) except those at the end of
+                    # the part (the last time), which are left limits (pre-dose).
+                    strict = list(method.stage_strict)
+                    if batched_stages:
+                        a1s, a2s = jax.vmap(at)(jnp.stack(times), jnp.asarray(strict))
+                        return [a2s[k] for k in range(len(times))], (a1s[-1], a2s[-1])
+                    pairs = [at(u, s_) for u, s_ in zip(times, strict)]
+                    return [a for _, a in pairs], pairs[-1]
+
+                def one_part(y):
+                    stages, end = stages_of(method.stage_times(zero, h))
+                    return (method.advance(field, y, zero, h, stages),) + end
+
+                def two_parts(y):
+                    first, _ = stages_of(method.stage_times(zero, split))
+                    y = method.advance(field, y, zero, split, first)
+                    second, end = stages_of(method.stage_times(split, h))
+                    return (method.advance(field, y, split, h, second),) + end
+
+                def own_choice(y):
+                    # Each patient takes two parts only if one of his own doses falls
+                    # inside the step, so his results do not depend on who shares his batch.
+                    return _select(split < h, two_parts(y), one_part(y))
+
+                # may_split is the schedule's flag, the same for every patient of the batch
+                # (some patient has a dose inside a step), so only one branch runs.
+                y, a1, a2 = jax.lax.cond(may_split, own_choice, one_part, y)
+                return (y, a1, a2, scale)
+
             # No dose inside: split early if a dose sits at the step start (its absorption
             # transient is fastest just after the dose), else at the midpoint.
             dose_at_start = jnp.any((first_offset <= tol) & (first_index < end_index))
@@ -215,7 +227,6 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             # The two RK4 substeps need the PK at six stage times: 0, split/2, split (pre-dose
             # end of the first substep), split (start of the second), (split+h)/2 and h
             # (pre-dose), the last also for the carry.
-            zero = jnp.zeros_like(h)
             if batched_stages:
                 # Small batches: one batched closed-form evaluation of all six; XLA then
                 # emits a few kernels for the PK instead of copying the dose-window
@@ -230,42 +241,61 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             else:
                 # Large batches: one evaluation per stage time (the batched form's strided
                 # layout costs more than it saves once arithmetic dominates).
-                at = lambda u, s: pk_at(a1_0, a2_0, scaled, first_index, end_index, first_offset, u, s)  # noqa: E731
                 a1, a2 = at(h, True)
                 stages = [at(zero, False)[1], at(0.5 * split, False)[1], at(split, True)[1],
                           at(split, False)[1], at(0.5 * (split + h), False)[1], a2]
 
-            def rk4(y, u0, u1, a2a, a2m, a2b):
-                dt = u1 - u0
-                um = 0.5 * (u0 + u1)
-                k1 = rhs(y, a2a, t0 + u0, scale)
-                k2 = rhs(y + 0.5 * dt * k1, a2m, t0 + um, scale)
-                k3 = rhs(y + 0.5 * dt * k2, a2m, t0 + um, scale)
-                k4 = rhs(y + dt * k3, a2b, t0 + u1, scale)
-                return y + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-
-            y = rk4(y, zero, split, *stages[:3])
-            y = rk4(y, split, h, *stages[3:])
+            y = method.advance(field, y, zero, split, stages[:3])
+            y = method.advance(field, y, split, h, stages[3:])
             return (y, a1, a2, scale)
 
-        def interval_body(carry, xs):
-            t_start, t_end, n_steps, h = xs
-
+        def advance(method, carry, t_start, t_end, n_steps, h, may_split, loop_steps, uniform):
             def boundary(i):
                 # One formula for every boundary, so consecutive steps (and intervals) agree.
                 return jnp.where(i >= n_steps, t_end, t_start + i.astype(dtype) * h)
 
             # A static number of steps per interval keeps the loop a scan, which
             # reverse-mode differentiation supports; on a uniform grid every interval takes
-            # exactly max_steps, otherwise steps beyond an interval's n_steps are masked.
-            if uniform:
-                carry = jax.lax.fori_loop(0, max_steps, lambda i, c: step(c, boundary(i), boundary(i + 1)), carry)
-            else:
+            # exactly loop_steps, otherwise steps beyond an interval's n_steps are masked.
+            if not method.always_split:
+                # The schedule is the same for every patient of the batch, so steps
+                # beyond n_steps are skipped, not masked.
                 def body(i, c):
-                    stepped = step(c, boundary(i), boundary(i + 1))
-                    return jax.tree.map(lambda new, old: jnp.where(i < n_steps, new, old), stepped, c)
+                    return jax.lax.cond(i < n_steps, lambda c: step(method, c, boundary(i), boundary(i + 1), may_split),
+                                        lambda c: c, c)
 
-                carry = jax.lax.fori_loop(0, max_steps, body, carry)
+                return jax.lax.fori_loop(0, loop_steps, body, carry)
+            if uniform:
+                return jax.lax.fori_loop(0, loop_steps, lambda i, c: step(method, c, boundary(i), boundary(i + 1)),
+                                         carry)
+
+            def body(i, c):
+                stepped = step(method, c, boundary(i), boundary(i + 1))
+                return jax.tree.map(lambda new, old: jnp.where(i < n_steps, new, old), stepped, c)
+
+            return jax.lax.fori_loop(0, loop_steps, body, carry)
+
+        def interval_body(carry, xs):
+            g, own_quiet = xs
+            t_start, t_end, n_steps, h, may_split = g.interval_start_days, g.interval_end_days, g.n_steps, \
+                g.step_days, g.split
+            if quiet_method is None:
+                carry = advance(method, carry, t_start, t_end, n_steps, h, may_split, max_steps, uniform)
+            else:
+                def busy(c):
+                    return advance(method, c, t_start, t_end, n_steps, h, may_split, max_steps, uniform)
+
+                def calm(c):
+                    return advance(quiet_method, c, t_start, t_end, g.quiet_steps, g.quiet_step_days, False,
+                                   max_quiet_steps, False)
+
+                def mixed(c):
+                    return _select(own_quiet, calm(c), busy(c))
+
+                # all_quiet and any_quiet are the same for every patient of the batch, so
+                # only the methods some patient needs run; each patient's own flag picks
+                # his result, which thus does not depend on who shares his batch.
+                carry = jax.lax.cond(g.all_quiet, calm, lambda c: jax.lax.cond(g.any_quiet, mixed, busy, c), carry)
             y, a1, a2, scale = carry
             out = observe(y, a2)
             # A patient fails when a state is not finite or leaves the range any valid
@@ -278,7 +308,7 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
         y0 = hpg.initial_state(dtype)
         zeros = jnp.zeros((len(species),), dtype)
         carry0 = (y0, zeros, zeros, scale0.astype(dtype))
-        final, (outputs, finite) = jax.lax.scan(interval_body, carry0, grid)
+        final, (outputs, finite) = jax.lax.scan(interval_body, carry0, (grid, quiet))
         return outputs, ~jnp.all(finite), final[0]
 
     return simulate_patient
@@ -288,11 +318,13 @@ _SIMULATORS: dict = {}
 
 
 def population_simulator(precision: str = "float32", species: tuple[int, ...] = pk.ALL_SPECIES,
-                         max_steps: int = 1, uniform: bool = False):
-    """The jitted population simulator for a precision (built once and cached).
+                         max_steps: int = 1, uniform: bool = False, method: str = DEFAULT_METHOD,
+                         max_quiet_steps: int = 1):
+    """The jitted population simulator for a precision and step method (built once and cached).
 
     Args:
         precision: "float32" or "float64".
+        method: name of the step method (popsim.solve.methods.METHODS).
         species: static indices of the PK species to simulate; doses of other species
             are ignored and their drugs drop out of the compiled model (a cohort without
             protocol drugs compiles to a smaller, faster program).
@@ -300,9 +332,11 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
             ``OutputGrid.n_steps``; intervals needing fewer steps mask the rest).
         uniform: True when every interval takes ``max_steps`` or 0 steps (no masking:
             a zero-length interval's steps have zero length and change nothing).
+        max_quiet_steps: for a combined method, the static number of steps of its
+            quiet-stretch method per output interval (``OutputGrid.quiet``).
 
     Returns:
-        ``fn(params, doses, grid, scale0, rules) -> (outputs, failed, final_state)`` where
+        ``fn(params, doses, grid, scale0, rules, quiet=None) -> (outputs, failed, final_state)`` where
         ``params`` is ``{name: (n_patients,)}``, ``doses`` a DoseTable of jnp arrays,
         ``grid`` an OutputGrid, ``scale0`` the ``(n_patients, n_entries)`` initial dose
         scales and ``rules`` a Rules table (``n_rules`` may be 0); ``outputs`` maps each name of OBSERVABLES to ``(n_patients, n_times)``,
@@ -313,7 +347,9 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
     if not species:
         species = (0,)
     max_steps = max(int(max_steps), 1)
-    cache_key = (precision, species, max_steps, bool(uniform))
+    get_method(method)
+    max_quiet_steps = max(int(max_quiet_steps), 1)
+    cache_key = (precision, species, max_steps, bool(uniform), method, max_quiet_steps)
     if cache_key not in _SIMULATORS:
         dtype = jnp.float32 if precision == "float32" else jnp.float64
         # Two formulations of the stage PK (same formulas, see step()); the batch size is
@@ -322,20 +358,24 @@ def population_simulator(precision: str = "float32", species: tuple[int, ...] = 
         column = {s: j for j, s in enumerate(species)}
         lookup = jnp.asarray([column.get(s, -1) for s in range(N_SPECIES)], jnp.int32)
 
-        def run(params, doses, grid, scale0, rules):
+        def run(params, doses, grid, scale0, rules, quiet=None):
             onehot = jax.nn.one_hot(lookup[doses.species], len(species), dtype=dtype) * (doses.n_doses > 0)[..., None]
             d = _Doses(onehot, doses.amount.astype(dtype), doses.start_days.astype(dtype),
                        doses.interval_days.astype(dtype), doses.n_doses)
-            g = OutputGrid(grid.interval_start_days.astype(dtype), grid.interval_end_days.astype(dtype),
-                           grid.n_steps, grid.step_days.astype(dtype))
+            g = grid._replace(interval_start_days=grid.interval_start_days.astype(dtype),
+                              interval_end_days=grid.interval_end_days.astype(dtype),
+                              step_days=grid.step_days.astype(dtype), quiet_step_days=grid.quiet_step_days.astype(dtype))
+            if quiet is None:
+                quiet = jnp.broadcast_to(grid.all_quiet, (doses.n_doses.shape[0],) + grid.all_quiet.shape)
             r = Rules(rules.observable, rules.sign.astype(dtype), rules.threshold.astype(dtype),
                       rules.first_check_day.astype(dtype), rules.every_days.astype(dtype), rules.n_checks,
                       rules.target_entry, rules.factor.astype(dtype), rules.max_scale.astype(dtype))
             batched = doses.n_doses.shape[0] <= SMALL_BATCH
             if batched not in variants:
-                variants[batched] = _make_patient_simulator(dtype, species, max_steps, bool(uniform), batched)
+                variants[batched] = _make_patient_simulator(dtype, species, max_steps, bool(uniform), batched, method,
+                                                            max_quiet_steps)
             one = variants[batched]
-            return jax.vmap(one, in_axes=(0, 0, None, 0, 0))(params, d, g, scale0.astype(dtype), r)
+            return jax.vmap(one, in_axes=(0, 0, None, 0, 0, 0))(params, d, g, scale0.astype(dtype), r, quiet)
 
         _SIMULATORS[cache_key] = jax.jit(run)
     return _SIMULATORS[cache_key]

@@ -1,11 +1,13 @@
 """Run the compiled simulator over a population in fixed-size chunks.
 
 Chunks are padded to ``chunk_size`` so that every chunk reuses one compiled function;
-results do not depend on the chunk size (each patient is simulated independently): they
-are bit-identical for any two chunk sizes on the same side of
+results do not depend on the chunk size (each patient is simulated independently). With
+``solver.method=rk4`` they are bit-identical for any two chunk sizes on the same side of
 ``popsim.solve.integrator.SMALL_BATCH`` padded patients, and equal to float32 round-off
 (~1e-6 relative) across it, where the integrator switches between two equivalent
-formulations of the stage PK.
+formulations of the stage PK. With a combined method a batch runs the methods its
+patients need (popsim.solve.schedule), which can change a patient's results in the last
+bit (~1e-7 relative) with who shares his batch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
-from popsim.solve.integrator import OutputGrid, Rules, plan_output_grid, population_simulator
+from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+from popsim.solve.methods import get_method
+from popsim.solve.schedule import field_evaluations, plan_schedule
 from popsim.solve.settings import SolverSettings
 
 
@@ -30,14 +34,20 @@ class ChunkResult(NamedTuple):
         patient_slice: the patients of this chunk in the population.
         outputs: ``{observable: (n_chunk, n_times)}``.
         failed: ``(n_chunk,)`` bool numerical-failure flags.
+        field_evaluations: vector-field evaluations per patient of this chunk
+            (popsim.solve.schedule.field_evaluations).
     """
 
     patient_slice: slice
     outputs: dict[str, np.ndarray]
     failed: np.ndarray
+    field_evaluations: int = 0
 
 
 _BATCH_MULTIPLE = 32
+# Patients per compiled batch when a combined method groups the patients of a chunk by
+# when their quiet stretch starts (above SMALL_BATCH, so results equal those of one batch).
+GROUP_SIZE = 512
 
 
 def check_precision(precision: str) -> None:
@@ -92,14 +102,18 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         missing = set(np.unique(doses.species[doses.n_doses > 0]).tolist()) - set(species)
         if missing:
             raise ValueError(f"doses of PK species {sorted(missing)} but species={species}")
-    grid = plan_output_grid(times_days, settings.dt_days, start_day)
+    # Static loop sizes come from the output times and the steps alone, so every chunk's own
+    # schedule (its batch-level flags) runs in the same compiled program.
+    first = min(settings.chunk_size, n)
+    plan = plan_schedule(times_days, settings, DoseTable(*(np.asarray(a)[:first] for a in doses)), start_day,
+                         {k: np.asarray(v)[:first] for k, v in params.items()})
     if initial_scale is None:
         initial_scale = np.ones(doses.species.shape)
     if rules is None:
         z, zi = np.zeros((n, 0)), np.zeros((n, 0), np.int32)
         rules = Rules(zi, z, z, z, z, zi, zi, z, z)
-    simulator = population_simulator(settings.precision, species, int(grid.n_steps.max()),
-                                     uniform=bool(np.all(np.isin(grid.n_steps, (0, grid.n_steps.max())))))
+    simulator = population_simulator(settings.precision, species, plan.max_steps, uniform=plan.uniform,
+                                     method=settings.method, max_quiet_steps=plan.max_quiet_steps)
     devices = jax.local_devices()
     batch_multiple = _BATCH_MULTIPLE * len(devices)
     if len(devices) > 1:
@@ -115,21 +129,56 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
     # the same code path for every patient, so results are bit-identical whatever the
     # chunk size (a remainder loop may round differently) on either side of SMALL_BATCH.
     size = -(-min(settings.chunk_size, n) // batch_multiple) * batch_multiple
-    grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in grid))
 
     def put(a):
         return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
 
+    combined = getattr(get_method(settings.method), "quiet", None) is not None
+    group = -(-GROUP_SIZE // batch_multiple) * batch_multiple
     step = min(settings.chunk_size, n)
     for begin in range(0, n, step):
         end = min(begin + step, n)
-        chunk_params = {k: put(_pad(np.asarray(v[begin:end], dtype), size)) for k, v in params.items()}
-        chunk_doses = DoseTable(*(put(_pad(np.asarray(a[begin:end]), size)) for a in doses))
-        chunk_scale = put(_pad(np.asarray(initial_scale[begin:end], dtype), size))
-        chunk_rules = Rules(*(put(_pad(np.asarray(a[begin:end]), size)) for a in rules))
-        outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules)
-        keep = observables or tuple(outputs)
-        host = {k: np.asarray(outputs[k])[: end - begin] for k in keep}
+        if begin:
+            plan = plan_schedule(times_days, settings, DoseTable(*(np.asarray(a)[begin:end] for a in doses)),
+                                 start_day, {k: np.asarray(v)[begin:end] for k, v in params.items()})
+        m = end - begin
+        if combined and m > group:
+            # Patients whose quiet stretches start together share a batch, so that the
+            # batch runs ROS34PW2 alone (not both methods) for as many days as possible;
+            # results do not depend on the grouping beyond float32 round-off (each
+            # patient's flags pick his result).
+            busy_until = plan.patient_quiet.shape[1] - np.argmin(plan.patient_quiet[:, ::-1], axis=1)
+            busy_until = np.where(plan.patient_quiet.all(axis=1), 0, busy_until)
+            order = np.argsort(busy_until, kind="stable")
+            batches = [order[i:i + group] for i in range(0, m, group)]
+            batch_size = group
+        else:
+            batches = [np.arange(m)]
+            batch_size = size
+        host: dict[str, np.ndarray] = {}
+        failed_all = np.zeros(m, bool)
+        evaluations = 0.0
+        for rows in batches:
+            take = begin + rows
+            grid = plan.grid
+            own_quiet = plan.patient_quiet[rows]
+            if len(batches) > 1:
+                grid = grid._replace(all_quiet=own_quiet.all(axis=0), any_quiet=own_quiet.any(axis=0))
+            chunk_params = {k: put(_pad(np.asarray(v, dtype)[take], batch_size)) for k, v in params.items()}
+            chunk_doses = DoseTable(*(put(_pad(np.asarray(a)[take], batch_size)) for a in doses))
+            chunk_scale = put(_pad(np.asarray(initial_scale, dtype)[take], batch_size))
+            chunk_rules = Rules(*(put(_pad(np.asarray(a)[take], batch_size)) for a in rules))
+            grid_j = OutputGrid(*(jax.device_put(a, replicated) if replicated else jnp.asarray(a) for a in grid))
+            chunk_quiet = put(_pad(own_quiet, batch_size))
+            outputs, failed, _ = simulator(chunk_params, chunk_doses, grid_j, chunk_scale, chunk_rules, chunk_quiet)
+            keep = observables or tuple(outputs)
+            for k in keep:
+                values = np.asarray(outputs[k])[: rows.size]
+                if k not in host:
+                    host[k] = np.empty((m,) + values.shape[1:], values.dtype)
+                host[k][rows] = values
+            failed_all[rows] = np.asarray(failed)[: rows.size]
+            evaluations += field_evaluations(grid, settings.method) * rows.size
         if on_chunk is not None:
             on_chunk(end, n)
-        yield ChunkResult(slice(begin, end), host, np.asarray(failed)[: end - begin])
+        yield ChunkResult(slice(begin, end), host, failed_all, int(round(evaluations / m)))

@@ -182,22 +182,23 @@ def reference_outputs(regimen_names: Sequence[str], horizon_days: float,
     return _REFERENCE_CACHE[key]
 
 
-def simulated_outputs(regimen_names: Sequence[str], horizon_days: float, dt_days: float,
-                      precision: str = "float32", output_step_days: float = 1.0) -> dict[str, np.ndarray]:
+def simulated_outputs(regimen_names: Sequence[str], horizon_days: float, dt_days: float | None,
+                      precision: str = "float32", output_step_days: float = 1.0,
+                      method: str = SolverSettings.method) -> dict[str, np.ndarray]:
     """Population-integrator trajectories ``{observable: (n_regimens, n_times)}`` (float64 copies).
 
     Raises:
         FloatingPointError: if the integrator flags a non-finite state.
     """
     _, doses, params, _ = _problem(regimen_names)
-    settings = SolverSettings(dt_days=float(dt_days), precision=precision)
+    settings = SolverSettings(dt_days=None if dt_days is None else float(dt_days), precision=precision, method=method)
     parts = list(iterate_chunks(params, doses, output_times(horizon_days, output_step_days), settings,
                                 observables=_OBSERVED))
     failed = np.concatenate([c.failed for c in parts])
     if failed.any():
         bad = [n for n, f in zip(regimen_names, failed) if f]
         raise FloatingPointError(f"the population integrator failed (non-finite state) for {bad} "
-                                 f"at dt_days={dt_days}, precision={precision}")
+                                 f"at method={method}, dt_days={settings.dt_days}, precision={precision}")
     return {k: np.concatenate([c.outputs[k] for c in parts]).astype(np.float64) for k in _OBSERVED}
 
 
@@ -247,16 +248,18 @@ def compare_outputs(regimen_names: Sequence[str], times_days: np.ndarray, sim: M
 
 
 def compare_to_reference(regimen_names: Sequence[str] | None = None, horizon_days: float = 730.0,
-                         dt_days: float = SolverSettings.dt_days, precision: str = SolverSettings.precision,
-                         output_step_days: float = 1.0) -> dict[str, RegimenAccuracy]:
+                         dt_days: float | None = None, precision: str = SolverSettings.precision,
+                         output_step_days: float = 1.0, method: str = SolverSettings.method
+                         ) -> dict[str, RegimenAccuracy]:
     """Accuracy of the population integrator for the named regimens of ACCURACY_REGIMENS.
 
     Args:
         regimen_names: keys of ACCURACY_REGIMENS (default: all of them).
         horizon_days: simulate from day 0 (untreated steady state) to this day.
-        dt_days: step of the fixed-step scheme (SolverSettings.dt_days).
+        dt_days: largest step (SolverSettings.dt_days; None = the method's default).
         precision: "float32" or "float64" (SolverSettings.precision).
         output_step_days: spacing of the output grid on which errors are measured.
+        method: step method (SolverSettings.method).
 
     Returns:
         ``{regimen name: RegimenAccuracy}`` in the order of ``regimen_names``.
@@ -266,7 +269,7 @@ def compare_to_reference(regimen_names: Sequence[str] | None = None, horizon_day
     """
     names = tuple(ACCURACY_REGIMENS) if regimen_names is None else tuple(regimen_names)
     ref = reference_outputs(names, horizon_days, output_step_days)
-    sim = simulated_outputs(names, horizon_days, dt_days, precision, output_step_days)
+    sim = simulated_outputs(names, horizon_days, dt_days, precision, output_step_days, method)
     return compare_outputs(names, output_times(horizon_days, output_step_days), sim, ref)
 
 
