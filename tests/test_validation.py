@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_targets_ship_with_the_package_with_sources():
     targets = load_targets()
     assert tuple(targets) == TARGET_IDS
-    assert sum(len(t.metrics) for t in targets.values()) == 45
+    assert sum(len(t.metrics) for t in targets.values()) == 59
     for t in targets.values():
         assert t.source and t.metrics
     c1 = {m.name: m for m in targets["C1"].metrics}
@@ -93,7 +93,7 @@ def test_fast_validation_writes_json_report_and_a_figure_per_target(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     payload = json.loads((run_dir / "validation.json").read_text())
-    assert payload["n_metrics"] == 45
+    assert payload["n_metrics"] == 59
     assert [t["id"] for t in payload["targets"]] == list(TARGET_IDS)
     for t in payload["targets"]:
         assert (run_dir / "figures" / f"{t['id']}.png").stat().st_size > 10_000
