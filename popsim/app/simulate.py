@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -99,11 +98,7 @@ def _run(cfg: DictConfig) -> float | None:
 def main() -> None:
     """Entry point of the ``popsim`` command."""
     register()
-    error = preflight.check(sys.argv[1:])
-    if error is not None:
-        print(f"popsim: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    _run()
+    preflight.run_guarded("popsim", preflight.check_popsim, lambda _: _run())
 
 
 if __name__ == "__main__":
