@@ -259,8 +259,8 @@ def _failing_override(error: Exception, overrides: Sequence[str]) -> str | None:
     """The override Hydra or OmegaConf complained about (not necessarily the one last added)."""
     text = str(error)
     m = re.search(r"(?:Error merging override|Could not override|Could not append to config\. An item is already at"
-                  r"|Could not delete from config\. .* does not exist)\s*'?([^'\n]+?)'?(?:\.|\n|$)", text)
-    named = m.group(1).strip() if m else None
+                  r"|Could not delete from config\. .* does not exist)\s*([^\n]+)", text)
+    named = m.group(1).strip().rstrip(".").strip("'") if m else None
     for o in overrides:
         if named and (o == named or o.split("=", 1)[0].lstrip("+~") == named.split("=", 1)[0].lstrip("+~")):
             return o
