@@ -169,7 +169,7 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
             for i, pid in enumerate(problem.ids):
                 x = months[:, i]
                 finite = x[np.isfinite(x)]
-                q = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.05, 0.5, 0.95])
+                q = unreached_quantiles(x, [0.05, 0.5, 0.95])
                 rows.append({"patient_id": pid, "threshold_m_ml": thr,
                              "first_missed_dose_day": problem.first_missed_dose_day[i],
                              "median_months": q[1], "q5_months": q[0], "q95_months": q[2],
@@ -202,8 +202,8 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
                 "vpc": lambda: cf.vpc_plot(vpc.time_since_stop_days / DAYS_PER_MONTH, vpc.observed, vpc.simulated,
                                            o.analyte, problem.analytes, o.lloq, _bins(vpc.time_since_stop_days)),
                 "patient_recovery": lambda: cf.patient_recovery_plot(
-                    problem.ids, *(np.nanquantile(np.nan_to_num(recovery["time_months"][plan.thresholds_m_ml[0]],
-                                                                nan=np.inf), qq, axis=0) for qq in (0.5, 0.05, 0.95)),
+                    problem.ids, *(unreached_quantiles(recovery["time_months"][plan.thresholds_m_ml[0]], qq, axis=0)
+                                   for qq in (0.5, 0.05, 0.95)),
                     plan.thresholds_m_ml[0], plan.horizon_months),
                 "cohort_recovery": lambda: cf.cohort_recovery_plot(cohort["months"], cohort["fraction"],
                                                                    c.threshold_m_ml, c.label),
@@ -215,6 +215,24 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
         report = render_calibration_report(plan, diagnostics, summary, loo, patients, cohort_table, cohort, figures)
         (tmp / "calibration.md").write_text(report)
     return diagnostics
+
+
+def unreached_quantiles(x: np.ndarray, q, axis: int = 0) -> np.ndarray:
+    """Quantiles of recovery times where NaN or inf means 'not reached within the horizon'.
+
+    Such a time is larger than every reached one, so it sorts last; a quantile that falls
+    among the unreached draws is inf. (numpy's linear interpolation between two infs
+    computes inf - inf: the NaN and the RuntimeWarning a calibration run used to print.)
+    """
+    x = np.nan_to_num(np.asarray(x, float), nan=np.inf, posinf=np.inf)
+    lower = np.quantile(x, q, axis=axis, method="lower")
+    higher = np.quantile(x, q, axis=axis, method="higher")
+    n = x.shape[axis]
+    position = np.asarray(q, float) * (n - 1)
+    weight = (position - np.floor(position)).reshape(np.shape(position) + (1,) * (lower.ndim - np.ndim(position)))
+    reached = np.isfinite(higher)
+    gap = np.where(reached, higher - np.where(reached, lower, 0.0), 0.0)
+    return np.where(reached, lower + weight * gap, np.inf)
 
 
 def _bins(time_since_stop_days: np.ndarray) -> np.ndarray:
