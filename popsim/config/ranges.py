@@ -154,11 +154,6 @@ def check_run_ranges(cfg) -> list[str]:
         for i, v in enumerate(values):
             if row is not None:
                 check_value(row, f"population.grid.{name}[{i}]", v, warnings)
-    horizon = cfg.outcomes.horizon_months
-    for i, month in enumerate(cfg.outcomes.report_months):
-        if month > horizon:
-            raise ConfigError(f"outcomes.report_months[{i}]: {month:g} months is after the horizon "
-                              f"(outcomes.horizon_months={horizon:g}); valid: (0, {horizon:g}]")
     for i, course in enumerate(cfg.protocol.courses):
         limits = DOSE_LIMITS.get(course.drug)
         if limits is None or course.dose_unit == "":
@@ -273,3 +268,48 @@ def check_calibration_ranges(cfg: dict) -> list[str]:
         row = Range("predictions.cohort.dose_mg", 0, limits.high, None, limits.usual_high, "mg per dose", low_open=True)
         check_value(row, row.key, cohort.get("dose_mg"), warnings)
     return warnings
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+def _cell(x) -> str:
+    return "" if x is None else f"{x:,g}"
+
+
+def ranges_markdown() -> str:
+    """The tables of docs/inputs.md (tests check that the page shows these)."""
+    from popsim.calibration.lab_schema import (
+        ANALYTE_CANONICAL_UNITS, ANALYTE_LIMITS, COVARIATE_LIMITS, MAX_ABS_TIME_DAYS,
+    )
+    from popsim.dosing.drugs import PROTOCOL_DRUGS, TRT_PRODUCTS
+
+    def table(rows):
+        out = ["| key | valid (error outside) | usual (warning outside) | unit |", "|---|---|---|---|"]
+        for r in rows:
+            usual = "" if r.usual_low is None and r.usual_high is None else \
+                f"{_cell(r.usual_low) or '-'} to {_cell(r.usual_high) or '-'}"
+            out.append(f"| `{r.key}` | {r.interval()} | {usual} | {r.unit} |")
+        return out
+
+    lines = ["### popsim", ""] + table(RANGES) + [
+        "", "Distributions are checked number by number (`value`, `low`, `high`, `mean`, `median`, `values`); "
+        "`population.grid` values are checked against the row of their field; `outcomes.report_months` after "
+        "`outcomes.horizon_months` are reported as not estimable (the short-term experiments C5 and C6 ship "
+        "them).", "",
+        "### Doses per administration (protocol courses, lab-data AMT, `trt` products)", "",
+        "| product or drug | unit | usual up to (warning above) | valid up to (error above) |", "|---|---|---|---|"]
+    for name, limit in DOSE_LIMITS.items():
+        unit = {**TRT_PRODUCTS, **PROTOCOL_DRUGS}[name].dose_unit
+        lines.append(f"| {name} | {unit} | {_cell(limit.usual_high)} | {_cell(limit.high)} |")
+    lines += ["", "### popsim-calibrate", ""] + table(CALIBRATE_RANGES) + [
+        "", "### Lab data (docs/lab-data.md)", "",
+        "| value | unit | usual up to (warning above) | valid up to (error above) |", "|---|---|---|---|"]
+    for analyte, (usual, high) in ANALYTE_LIMITS.items():
+        lines.append(f"| DV of {analyte} | {ANALYTE_CANONICAL_UNITS[analyte]} | {_cell(usual)} | {_cell(high)} |")
+    lines += ["", "| covariate | valid | usual |", "|---|---|---|"]
+    for name, (low, usual_low, usual_high, high) in COVARIATE_LIMITS.items():
+        lines.append(f"| {name} | [{_cell(low)}, {_cell(high)}] | {_cell(usual_low)} to {_cell(usual_high)} |")
+    lines += ["", f"`TIME` must lie within {MAX_ABS_TIME_DAYS:,g} days (100 years) of the time origin; negative times "
+              "(before the first dose) are allowed."]
+    return "\n".join(lines) + "\n"
