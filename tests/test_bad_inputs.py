@@ -99,7 +99,10 @@ CASES = [
     ("popsim", ["solver.dt_days=0"], ["solver.dt_days", "(0, 2]"]),
     ("popsim", ["seed=-1"], ["seed", "-1"]),
     ("popsim", ["population.size=10", "population.size=[1,2]"], ["population.size", "integer"]),
+    ("popsim", ["hydra.foo=1"], ["hydra.foo", "not a Hydra setting"]),
+    ("popsim", ["hydra/launcher=bogus"], ["hydra/launcher", "no config named 'bogus'", "local_parallel"]),
     # popsim: output folder
+    ("popsim", ["hydra.run.dir="], ["hydra.run.dir", "empty"]),
     ("popsim", ["hydra.run.dir=/proc/popsim-run"], ["hydra.run.dir", "cannot create", "/proc"]),
     ("popsim", ["hydra.run.dir={cwd}/not_a_folder/run"], ["hydra.run.dir", "is a file"]),
     ("popsim", ["-m", "hydra.sweep.dir={cwd}/not_a_folder/sweep", "protocol=none,hcg"], ["hydra.sweep.dir", "is a file"]),
@@ -124,6 +127,7 @@ CASES = [
     ("popsim-calibrate", ["data.path=."], ["data.path", "is a folder"]),
     ("popsim-calibrate", ["data.units.total_testosterone=ng/dL"], ["+data.units.total_testosterone=ng/dL"]),
     ("popsim-calibrate", ["inference.chains=0"], ["inference.chains", "0"]),
+    ("popsim-calibrate", ["output.figures=maybe"], ["output.figures", "true or false", "maybe"]),
     ("popsim-calibrate", ["predictions.cohort.dose_mg=1e9"], ["predictions.cohort.dose_mg", "valid range"]),
     ("popsim-calibrate", ["inference.method=svi,nuts"], ["one calibration at a time"]),
     ("popsim-calibrate", ["hydra.run.dir={cwd}/not_a_folder/run", "data.path=good.csv"], ["hydra.run.dir", "is a file"]),

@@ -133,3 +133,11 @@ def test_readme_cohort_example_is_the_documented_api():
     assert len(code.strip().splitlines()) <= 20
     for name in re.findall(r"popsim\.(\w+)", code):
         assert hasattr(popsim, name), name
+
+
+@pytest.mark.slow
+def test_readme_cohort_example_runs(capsys):
+    code = re.search(r"<!-- cohort-example -->\s*```python\n(.*?)```", README.read_text(), re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "conc_ge_20" in printed and "months" in printed

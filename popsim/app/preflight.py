@@ -284,8 +284,10 @@ def explain_compose_error(error: Exception, overrides: Sequence[str], schema, va
     text = str(error) + "\n" + str(cause)
     if isinstance(error, MissingConfigException) or isinstance(cause, MissingConfigException) or (
             "Could not find" in text and "/" not in bare and "." not in bare):
-        options = _group_options(bare.split("/")[-1])
+        options = _group_options(bare)
         return f"{bare}: no config named '{value}'; valid values are {options}"
+    if parts and parts[0] == "hydra" and ("not in struct" in text or "Could not override" in text):
+        return f"{bare}: not a Hydra setting; see --hydra-help and https://hydra.cc/docs/configure_hydra/intro/"
     if "An item is already at" in text:
         return f"{bare}: already in the configuration; write {bare}={value} (without '+') to change it"
     if "Could not delete" in text:
@@ -297,8 +299,8 @@ def explain_compose_error(error: Exception, overrides: Sequence[str], schema, va
         for depth in range(1, len(target)):
             if schema.is_open(target[:depth]):
                 parent = _dotted(target[:depth])
-                return (f"{_dotted(target)}: {parent} takes new keys only with '+': write +{bare}={value} "
-                        f"(or {parent}={{{target[depth]}: {value}}})")
+                example = f"+{bare}={value}" if len(parts) > depth else f"+{parent}.{target[depth]}=..."
+                return f"{_dotted(target)}: a new key under {parent} needs '+': write {example}"
         for depth in range(1, len(target) + 1):
             if schema.valid_keys(target[:depth - 1]) is not None and target[depth - 1] not in (
                     schema.valid_keys(target[:depth - 1]) or []):
@@ -362,9 +364,11 @@ def check_output_dir(path: str, key: str) -> None:
 
 def output_dir_of(cfg, argv: Sequence[str]) -> tuple[str, str]:
     """(folder Hydra will create, its key) for a composed config with its hydra node."""
-    if is_multirun(argv):
-        return str(cfg.hydra.sweep.dir), "hydra.sweep.dir"
-    return str(cfg.hydra.run.dir), "hydra.run.dir"
+    key = "hydra.sweep.dir" if is_multirun(argv) else "hydra.run.dir"
+    path = str(cfg.hydra.sweep.dir if is_multirun(argv) else cfg.hydra.run.dir)
+    if not path.strip():
+        raise Rejected(f"{key}: empty; give the output folder, e.g. {key}=outputs/my_run")
+    return path, key
 
 
 def compose_checked(config_name: str, overrides: list[str], schema, valid_values=None, config_module=CONFIG_MODULE):

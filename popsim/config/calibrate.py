@@ -189,6 +189,11 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
         threshold_m_ml=_number(cohort_cfg, "threshold_m_ml", where),
     )
     output = _section(cfg, "output")
+    unknown = set(output) - {"figures"}
+    if unknown:
+        raise ConfigError(f"output: unknown key(s) {sorted(unknown)}; valid: ['figures']")
+    if not isinstance(output.get("figures", True), bool):
+        raise ConfigError(f"output.figures must be true or false, got {output.get('figures')!r}")
     return CalibrationPlan(
         data_path=data_path, time_unit=str(time_unit), units=dict(units), spec=spec, inference=settings,
         thresholds_m_ml=tuple(float(t) for t in thresholds),
