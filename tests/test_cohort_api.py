@@ -141,3 +141,26 @@ def test_readme_cohort_example_runs(capsys):
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "conc_ge_20" in printed and "months" in printed
+
+
+def test_the_command_line_can_split_drugs_across_men_and_give_hcg_for_as_long_as_trt():
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from popsim.app.store import CONFIG_MODULE, CONFIG_NAME, register
+    from popsim.config.build import build_run
+
+    def plan(*overrides):
+        register()
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return build_run(OmegaConf.to_object(compose(config_name=CONFIG_NAME, overrides=list(overrides))))
+
+    split = plan("protocol=serm_or_ai", "outcomes.pre_origin_sample_days=[60,0]")
+    protocol = split.design.protocol
+    assert protocol.arms == (("serm", 0.5), ("ai", 0.5))
+    assert protocol.courses[0].arm == "serm" and protocol.courses[0].dose == popsim.Distribution("choice", values=(25.0, 50.0))
+    assert split.study.endpoints.pre_origin_sample_days == (60.0, 0.0)
+    on_trt = plan("protocol=hcg_on_trt").design.protocol.courses[0]
+    assert (on_trt.anchor, on_trt.end_anchor) == ("trt_start", "trt_end")

@@ -69,6 +69,7 @@ RANGES: tuple[Range, ...] = (
     Range("protocol.courses[*].interval_days", 0, 365, unit="days", low_open=True),
     Range("protocol.courses[*].duration_days", 0, YEARS_100, None, 3650, "days", low_open=True),
     Range("protocol.courses[*].start_offset_days", -YEARS_100, YEARS_100, unit="days"),
+    Range("protocol.courses[*].end_offset_days", -YEARS_100, YEARS_100, unit="days"),
     Range("protocol.rules[*].every_days", 0, 3650, unit="days", low_open=True),
     Range("protocol.rules[*].first_check_offset_days", 0, YEARS_100, unit="days"),
     Range("protocol.rules[*].threshold", 0, None),
@@ -82,6 +83,7 @@ RANGES: tuple[Range, ...] = (
     Range("outcomes.tmc_threshold_m", 0, 10000, None, 1000, "million", low_open=True),
     Range("outcomes.sampling_interval_days", 0, 3650, unit="days"),
     Range("outcomes.first_sample_offset_days", 0, YEARS_100, unit="days"),
+    Range("outcomes.pre_origin_sample_days[*]", 0, YEARS_100, unit="days before the origin"),
     Range("output.trajectories", 0, None, None, 100_000, "men"),
     Range("output.trajectory_step_days", 0, 3650, unit="days", low_open=True),
 )
@@ -145,8 +147,12 @@ def check_value(row: Range, key: str, value: Any, warnings: list[str], usual_not
 def check_run_ranges(cfg) -> list[str]:
     """Check a typed PopsimConfig against RANGES; return warnings, raise ConfigError on errors."""
     warnings: list[str] = []
+    ends_at_anchor = {f"protocol.courses[{i}].duration_days" for i, c in enumerate(cfg.protocol.courses)
+                      if c.end_anchor is not None}  # duration_days is then ignored
     for row in RANGES:
         for key, value in _resolve(cfg, row.key):
+            if key in ends_at_anchor:
+                continue
             for number_key, number in _numbers(value, key):
                 check_value(row, number_key, number, warnings)
     for name, values in cfg.population.grid.items():
@@ -159,10 +165,14 @@ def check_run_ranges(cfg) -> list[str]:
         if limits is None or course.dose_unit == "":
             continue
         unit = PROTOCOL_DRUGS[course.drug].dose_unit
-        dose = dose_in_canonical_unit(course.dose, course.dose_unit, unit, f"protocol.courses[{i}]")
-        row = Range(f"protocol.courses[{i}].dose", 0, limits.high, None, limits.usual_high, f"{unit} per dose",
-                    low_open=True)
-        check_value(row, row.key, dose, warnings, f"; typical {PROTOCOL_DRUGS[course.drug].typical}")
+        doses = ([(f"protocol.courses[{i}].dose", course.dose)] if course.dose_distribution is None
+                 else list(_numbers(course.dose_distribution, f"protocol.courses[{i}].dose_distribution")))
+        for key, number in doses:
+            if key.endswith((".sd", ".cv")):
+                continue
+            dose = dose_in_canonical_unit(number, course.dose_unit, unit, f"protocol.courses[{i}]")
+            row = Range(key, 0, limits.high, None, limits.usual_high, f"{unit} per dose", low_open=True)
+            check_value(row, key, dose, warnings, f"; typical {PROTOCOL_DRUGS[course.drug].typical}")
     return warnings
 
 
