@@ -195,8 +195,8 @@ class ReferenceSchema:
 
     def _node(self, parts):
         node: Any = self.reference
-        for part in parts:
-            if tuple(parts[:parts.index(part) + 1]) in self.open:
+        for depth, part in enumerate(parts, start=1):
+            if tuple(parts[:depth]) in self.open:
                 return "open"
             if isinstance(node, Mapping) and part in node:
                 node = node[part]
