@@ -159,7 +159,7 @@ def build_study(cfg: PopsimConfig, design: CohortDesign) -> StudySpec:
     _positive(o.horizon_months, "outcomes.horizon_months")
     endpoints = EndpointSpec(tuple(o.sperm_thresholds_m_ml), tuple(o.baseline_fractions), o.tmc_threshold_m,
                              o.sampling_interval_days, o.first_sample_offset_days,
-                             tuple(float(d) for d in o.pre_origin_sample_days))
+                             pre_origin_sample_days=tuple(float(d) for d in o.pre_origin_sample_days))
     try:
         endpoints.validate()
     except ValueError as e:
