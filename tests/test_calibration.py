@@ -431,3 +431,18 @@ def test_simulation_based_calibration_ranks_are_roughly_uniform(tmp_path):
             ranks.append(int(np.sum(draws[:, k] < truth["theta_pop"][name])))
     counts = np.histogram(ranks, bins=4, range=(0, 100))[0]
     assert stats.chisquare(counts).pvalue > 0.001, counts
+
+
+def test_recovery_quantiles_of_men_who_never_recover_are_inf_without_a_numpy_warning():
+    import warnings
+
+    from popsim.app.calibrate import unreached_quantiles
+
+    months = np.array([[3.0, 1.0], [np.inf, 2.0], [np.nan, 4.0], [2.0, 3.0], [1.0, np.inf]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's linear interpolation of inf - inf warned on every run
+        median = unreached_quantiles(months, 0.5, axis=0)
+        q = unreached_quantiles(months[:, 1], [0.05, 0.5, 0.95])
+    np.testing.assert_allclose(median, [3.0, 3.0])
+    np.testing.assert_allclose(q[:2], np.quantile([1.0, 2.0, 3.0, 4.0, 99.0], [0.05, 0.5]))
+    assert q[2] == np.inf  # the 95th percentile falls among the men who never recovered

@@ -9,6 +9,7 @@ and are normalised to the same column names in both generations.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -23,6 +24,9 @@ GROUP_ORDER = ("posterior", "posterior_predictive", "log_likelihood", "sample_st
 
 
 def _arviz():
+    # arviz.preview logs at INFO which of its optional packages are missing
+    # ("arviz_stats not installed"); under the commands' INFO logging that reached the console.
+    logging.getLogger("arviz.preview").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         import arviz

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -21,17 +21,16 @@ import pandas as pd
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from popsim.analysis import arviz_io
 from popsim.analysis.calibration_groups import inference_groups
 from popsim.app.outputs import staged_outputs
-from popsim.app.preflight import split_overrides
-from popsim.calibration.data import read_lab_data
+from popsim.app import preflight
+from popsim.calibration.data import lab_columns, read_lab_data
 from popsim.calibration.fit import calibrate_problem
-from popsim.calibration.lab_schema import LabDataError
+from popsim.calibration.lab_schema import LabDataError, LabDataWarning
 from popsim.calibration.problem import build_problem, likelihood_step_error
 from popsim.calibration.spec import CalibrationSpecError
 from popsim.dosing.regimen import RegimenError
@@ -40,6 +39,7 @@ from popsim.calibration.predict import (
 )
 from popsim.config.build import ConfigError
 from popsim.config.calibrate import CalibrationPlan, build_calibration
+from popsim.config.ranges import check_calibration_ranges
 from popsim.plotting import calibration_figures as cf
 from popsim.report.calibration import render_calibration_report
 from popsim.units import DAYS_PER_MONTH
@@ -52,43 +52,61 @@ CONFIG_MODULE, CONFIG_NAME = "popsim.configs", "calibrate"
 STEP_ERROR_WARNING = 0.1
 
 
-def preflight(argv: list[str]):
-    """``(plan, data, None)`` or ``(None, None, one-line error)`` for a command line."""
-    overrides, runs = split_overrides(argv)
-    if not runs:
-        return None, None, None
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as error:  # noqa: BLE001 - Hydra's parser errors have several types
-        return None, None, f"could not parse the overrides: {str(error).splitlines()[0]}"
-    if any(p.is_sweep_override() for p in parsed):
-        return None, None, "popsim-calibrate runs one calibration at a time; sweeps (-m, a,b) are not supported"
+# calibrate.yaml has no dataclass schema: its own keys are the valid ones, and these
+# mappings take any key (checked by popsim.config.calibrate).
+OPEN_KEYS = ("data.units", "model.residuals")
+_PREFLIGHT: dict = {}
+
+
+def _reference_schema() -> preflight.ReferenceSchema:
+    cfg = compose(config_name=CONFIG_NAME, overrides=[])
+    return preflight.ReferenceSchema(preflight.app_container(cfg), OPEN_KEYS)
+
+
+def check_calibrate(argv: list[str]) -> preflight.Checked:
+    """Check a popsim-calibrate command line and its data file before anything runs.
+
+    Returns Checked(warnings, (plan, data)); raises preflight.Rejected with one line.
+    """
+    overrides, runs = preflight.split_overrides(argv)
+    parsed = preflight.parse(overrides)
+    if any(p.is_sweep_override() for p in parsed) or preflight.is_multirun(argv):
+        raise preflight.Rejected("popsim-calibrate runs one calibration at a time; sweeps (-m, a,b) are not supported")
     GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = compose(config_name=CONFIG_NAME, overrides=[o for o in overrides if not o.startswith("hydra")])
-    except (OmegaConfBaseException, Exception) as error:  # noqa: BLE001 - composition errors
-        return None, None, f"{str(error).splitlines()[0]}"
-    finally:
-        GlobalHydra.instance().clear()
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
-    try:
-        plan = build_calibration(container)
-    except ConfigError as error:
-        return None, None, str(error)
-    try:
-        data = read_data(plan)
-        build_problem(data, plan.spec)  # analytes without an error model, values <= 0 on a log scale, ...
-    except (LabDataError, CalibrationSpecError, RegimenError, ValueError) as error:
-        return None, None, str(error)
-    return plan, data, None
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        schema = _reference_schema()
+        cfg = preflight.compose_checked(CONFIG_NAME, overrides, schema)
+        try:
+            container = OmegaConf.to_container(preflight.without_hydra(cfg), resolve=True)
+        except OmegaConfBaseException as error:
+            raise preflight.Rejected(preflight.explain_compose_error(error, overrides, schema)) from None
+        unknown = schema.unknown(container)
+        if unknown:
+            raise preflight.Rejected(preflight.unknown_key_message(*unknown))
+        if not runs:
+            return preflight.Checked([])
+        try:
+            plan = build_calibration(container)
+            warnings_found = check_calibration_ranges(container)
+        except ConfigError as error:
+            raise preflight.Rejected(preflight.one_line(error)) from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LabDataWarning)
+            try:
+                data = read_data(plan)
+                build_problem(data, plan.spec)  # analytes without an error model, values <= 0 on a log scale, ...
+            except LabDataError as error:
+                raise preflight.Rejected(f"data.path: {error.brief()}") from None
+            except (CalibrationSpecError, RegimenError, ValueError) as error:
+                raise preflight.Rejected(preflight.one_line(error)) from None
+        warnings_found += [str(w.message) for w in caught if issubclass(w.category, LabDataWarning)]
+        preflight.check_output_dir(*preflight.output_dir_of(cfg, argv))
+    return preflight.Checked(warnings_found, (plan, data))
 
 
 def read_data(plan: CalibrationPlan):
     """The lab data of a plan; AGE and BMI are read when the file has them (optional)."""
-    header = pd.read_csv(plan.data_path, comment="#", nrows=0, sep=None, engine="python").columns
-    present = {str(c).strip().upper() for c in header}
+    present = {c.strip().upper() for c in lab_columns(plan.data_path)}
     covariates = tuple(c for c in ("AGE", "BMI") if c in present)
     return read_lab_data(plan.data_path, time_unit=plan.time_unit, units=plan.units or None, covariates=covariates)
 
@@ -151,7 +169,7 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
             for i, pid in enumerate(problem.ids):
                 x = months[:, i]
                 finite = x[np.isfinite(x)]
-                q = np.quantile(np.where(np.isfinite(x), x, np.inf), [0.05, 0.5, 0.95])
+                q = unreached_quantiles(x, [0.05, 0.5, 0.95])
                 rows.append({"patient_id": pid, "threshold_m_ml": thr,
                              "first_missed_dose_day": problem.first_missed_dose_day[i],
                              "median_months": q[1], "q5_months": q[0], "q95_months": q[2],
@@ -184,8 +202,8 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
                 "vpc": lambda: cf.vpc_plot(vpc.time_since_stop_days / DAYS_PER_MONTH, vpc.observed, vpc.simulated,
                                            o.analyte, problem.analytes, o.lloq, _bins(vpc.time_since_stop_days)),
                 "patient_recovery": lambda: cf.patient_recovery_plot(
-                    problem.ids, *(np.nanquantile(np.nan_to_num(recovery["time_months"][plan.thresholds_m_ml[0]],
-                                                                nan=np.inf), qq, axis=0) for qq in (0.5, 0.05, 0.95)),
+                    problem.ids, *(unreached_quantiles(recovery["time_months"][plan.thresholds_m_ml[0]], qq, axis=0)
+                                   for qq in (0.5, 0.05, 0.95)),
                     plan.thresholds_m_ml[0], plan.horizon_months),
                 "cohort_recovery": lambda: cf.cohort_recovery_plot(cohort["months"], cohort["fraction"],
                                                                    c.threshold_m_ml, c.label),
@@ -197,6 +215,24 @@ def _write(run_dir: Path, cfg: DictConfig, plan: CalibrationPlan, result, data, 
         report = render_calibration_report(plan, diagnostics, summary, loo, patients, cohort_table, cohort, figures)
         (tmp / "calibration.md").write_text(report)
     return diagnostics
+
+
+def unreached_quantiles(x: np.ndarray, q, axis: int = 0) -> np.ndarray:
+    """Quantiles of recovery times where NaN or inf means 'not reached within the horizon'.
+
+    Such a time is larger than every reached one, so it sorts last; a quantile that falls
+    among the unreached draws is inf. (numpy's linear interpolation between two infs
+    computes inf - inf: the NaN and the RuntimeWarning a calibration run used to print.)
+    """
+    x = np.nan_to_num(np.asarray(x, float), nan=np.inf, posinf=np.inf)
+    lower = np.quantile(x, q, axis=axis, method="lower")
+    higher = np.quantile(x, q, axis=axis, method="higher")
+    n = x.shape[axis]
+    position = np.asarray(q, float) * (n - 1)
+    weight = (position - np.floor(position)).reshape(np.shape(position) + (1,) * (lower.ndim - np.ndim(position)))
+    reached = np.isfinite(higher)
+    gap = np.where(reached, higher - np.where(reached, lower, 0.0), 0.0)
+    return np.where(reached, lower + weight * gap, np.inf)
 
 
 def _bins(time_since_stop_days: np.ndarray) -> np.ndarray:
@@ -214,13 +250,11 @@ def _bins(time_since_stop_days: np.ndarray) -> np.ndarray:
 @hydra.main(config_path="pkg://popsim.configs", config_name=CONFIG_NAME, version_base="1.3")
 def _run(cfg: DictConfig) -> None:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    container = OmegaConf.to_container(cfg, resolve=True)
-    plan = build_calibration(container)
+    plan, data = _PREFLIGHT["plan"], _PREFLIGHT["data"]
     if plan.spec.precision == "float64":
         import jax
 
         jax.config.update("jax_enable_x64", True)
-    data = read_data(plan)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("%s: %d patients, %d observations; %s with %d chain(s) x %d draws, dt %.3g d",
              plan.data_path.name, data.n_patients, data.observations.value_canonical.size, plan.inference.method,
@@ -243,11 +277,14 @@ def _run(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Entry point of the ``popsim-calibrate`` command."""
-    _, _, error = preflight(sys.argv[1:])
-    if error is not None:
-        print(f"popsim-calibrate: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    _run()
+    def run(payload) -> None:
+        if payload is None:  # --help, --cfg: Hydra only prints
+            _run()
+            return
+        _PREFLIGHT["plan"], _PREFLIGHT["data"] = payload
+        _run()
+
+    preflight.run_guarded("popsim-calibrate", check_calibrate, run)
 
 
 if __name__ == "__main__":

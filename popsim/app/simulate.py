@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -150,20 +149,21 @@ def main() -> None:
     across = distributed.requested()
     if across:
         distributed.initialize()  # before any JAX computation, the checks' included
-    error = preflight.check(argv)
-    if error is None and across and {"-m", "--multirun"} & set(argv):
-        error = ("a sweep (-m) cannot run across several processes: run one cohort per command, or sweep "
-                 "with hydra/launcher=slurm")
-    if error is not None:
-        print(f"popsim: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    if across and not distributed.is_writer():
-        _worker(argv)
-        return
-    try:
-        _run()
-    finally:
-        finish_sweeps()  # a sweep with a failed job still summarises the others and names it
+        if {"-m", "--multirun"} & set(argv):
+            print("popsim: error: a sweep (-m) cannot run across several processes: run one cohort per command, "
+                  "or sweep with hydra/launcher=slurm", file=sys.stderr)
+            sys.exit(2)
+
+    def run(_checked) -> None:
+        if across and not distributed.is_writer():
+            _worker(argv)
+            return
+        try:
+            _run()
+        finally:
+            finish_sweeps()  # a sweep with a failed job still summarises the others and names it
+
+    preflight.run_guarded("popsim", preflight.check_popsim, run, argv)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import hydra
+from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from popsim.app import preflight
 from popsim.app.outputs import staged_outputs
 from popsim.config.schema import SolverConfig
 from popsim.plotting.validation_figures import target_figure
@@ -70,15 +73,68 @@ def register() -> None:
     ConfigStore.instance().store(name="validate_schema", node=ValidateConfig)
 
 
+# Men per cohort beyond which a validation run is not practical on one machine (the
+# largest target, C5, runs four cohorts of this size).
+MAX_SIZE = 1_000_000
+
+
 def _check(cfg: ValidateConfig) -> Optional[str]:
+    if not cfg.targets:
+        return f"targets: empty; give at least one of {list(TARGET_IDS)} (e.g. targets=[C1,C4]) or leave it out for all"
     bad = [t for t in cfg.targets if t not in TARGET_IDS]
     if bad:
         return f"targets: {bad} unknown; valid targets are {list(TARGET_IDS)}"
-    if cfg.size <= 0 or cfg.fast_size <= 0:
-        return "size and fast_size must be positive integers"
-    if cfg.tolerance < 0 or cfg.fast_tolerance < 0:
-        return "tolerance and fast_tolerance must be >= 0"
+    if len(set(cfg.targets)) != len(cfg.targets):
+        return f"targets: {list(cfg.targets)} names a target twice"
+    for key in ("size", "fast_size"):
+        value = getattr(cfg, key)
+        if not 1 <= value <= MAX_SIZE:
+            return f"{key}: {value} is outside the valid range [1, {MAX_SIZE:,}] men per cohort"
+    for key in ("tolerance", "fast_tolerance"):
+        value = getattr(cfg, key)
+        if not (0 <= value <= 100):
+            return f"{key}: {value:g} is outside the valid range [0, 100] Monte Carlo standard errors"
+    if not 0 <= cfg.seed < 2 ** 63:
+        return f"seed: {cfg.seed} is outside the valid range [0, 2^63)"
+    try:
+        _settings(cfg.solver)
+    except ValueError as e:
+        return str(e)
     return None
+
+
+def _settings(s: SolverConfig) -> SolverSettings:
+    return SolverSettings(dt_days=SolverSettings.dt_days if s.dt_days is None else s.dt_days,
+                          precision=s.precision, chunk_size=s.chunk_size)
+
+
+SCHEMA = preflight.DataclassSchema(ValidateConfig)
+
+
+def check_validate(argv: list[str]) -> preflight.Checked:
+    """Check a popsim-validate command line before Hydra creates its run folder."""
+    overrides, runs = preflight.split_overrides(argv)
+    preflight.parse(overrides)
+    if preflight.is_multirun(argv):
+        raise preflight.Rejected("popsim-validate runs one validation at a time; sweeps (-m) are not supported")
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=preflight.CONFIG_MODULE, version_base="1.3"):
+        cfg = preflight.compose_checked(CONFIG_NAME, overrides, SCHEMA)
+        unknown = SCHEMA.unknown(preflight.app_container(cfg))
+        if unknown:
+            raise preflight.Rejected(preflight.unknown_key_message(*unknown))
+        if not runs:
+            return preflight.Checked([])
+        try:
+            typed = OmegaConf.to_object(preflight.without_hydra(cfg))
+        except Exception as e:  # noqa: BLE001 - OmegaConf conversion errors
+            raise preflight.Rejected(preflight.explain_compose_error(e, overrides, SCHEMA)) from None
+        error = _check(typed)
+        if error:
+            raise preflight.Rejected(error)
+        preflight.check_output_dir(*preflight.output_dir_of(cfg, argv))
+    return preflight.Checked([])
 
 
 @hydra.main(config_path="pkg://popsim.configs", config_name=CONFIG_NAME, version_base="1.3")
@@ -91,9 +147,7 @@ def _run(cfg: DictConfig) -> None:
         sys.exit(2)
     size = typed.fast_size if typed.fast else typed.size
     tolerance = typed.fast_tolerance if typed.fast else typed.tolerance
-    s = typed.solver
-    settings = SolverSettings(dt_days=SolverSettings.dt_days if s.dt_days is None else s.dt_days,
-                              precision=s.precision, chunk_size=s.chunk_size)
+    settings = _settings(typed.solver)
     options = Options(size=size, seed=typed.seed, settings=settings)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     started = time.perf_counter()
@@ -133,7 +187,7 @@ def _run(cfg: DictConfig) -> None:
 def main() -> None:
     """Entry point of the ``popsim-validate`` command."""
     register()
-    _run()
+    preflight.run_guarded("popsim-validate", check_validate, lambda _: _run())
 
 
 if __name__ == "__main__":

@@ -47,12 +47,13 @@ import numpy as np
 import pandas as pd
 
 from popsim.dosing.drugs import PROTOCOL_DRUGS, TRT_PRODUCTS, Product
+from popsim.dosing.limits import DOSE_LIMITS
 from popsim.dosing.regimen import Regimen, validate_regimen
 from popsim.units import ANALYTE_UNIT_FACTORS, DOSE_UNIT_FACTORS, TIME_UNIT_TO_DAYS
 from popsim.calibration.lab_regimens import regimen_from_doses
 from popsim.calibration.lab_schema import (  # noqa: F401 - re-exported: the public names of this module
     ROW_CONVENTION, Column, REQUIRED_COLUMNS, SCHEMA, CMT_CODES, DVID_CODES, ANALYTE_OBSERVABLES, ANALYTE_CANONICAL_UNITS, ANALYTE_ALIASES,
-    DRUG_ALIASES, ALL_DRUGS, _MISSING, _SPACING_TOL_DAYS, _SINGLE_DOSE_INTERVAL_DAYS, _MAX_ADDL, Problem, LabDataError, LabDataWarning,
+    DRUG_ALIASES, ALL_DRUGS, ANALYTE_LIMITS, COVARIATE_LIMITS, MAX_ABS_TIME_DAYS, _MISSING, _SPACING_TOL_DAYS, _SINGLE_DOSE_INTERVAL_DAYS, _MAX_ADDL, Problem, LabDataError, LabDataWarning,
 )
 
 
@@ -309,8 +310,7 @@ def _load_table(source, delimiter: str | None) -> tuple[str, list[str], list[tup
                 for k, record in enumerate(source.itertuples(index=False, name=None))]
         return "DataFrame", header, rows
     path = os.fspath(source)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        lines = fh.read().splitlines()
+    lines = _read_text(path).splitlines()
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     for number, line in enumerate(lines, start=1):
@@ -325,7 +325,55 @@ def _load_table(source, delimiter: str | None) -> tuple[str, list[str], list[tup
             header = cells
         else:
             rows.append((number, cells))
-    return os.path.basename(path), header or [], rows
+    if header is None:
+        raise LabDataError([Problem(None, None, None, "no header row: the file is empty or holds only comment "
+                                    f"and blank lines; the first other line must name the columns "
+                                    f"({', '.join(REQUIRED_COLUMNS)}, ...; docs/lab-data.md)")],
+                           os.path.basename(path))
+    return os.path.basename(path), header, rows
+
+
+_TEXT_HELP = "save it as a UTF-8 CSV (a spreadsheet's 'CSV UTF-8' export)"
+
+
+def _read_text(path: str) -> str:
+    """The file as text, or a LabDataError saying what the file is and how to fix it."""
+    name = os.path.basename(path)
+
+    def fail(message: str):
+        raise LabDataError([Problem(None, None, None, message)], name)
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        fail(f"cannot read the file ({e.strerror or e})")
+    head = raw[:4096]
+    if head.startswith(b"\x1f\x8b"):
+        fail("the file is gzip-compressed, not a CSV text file; decompress it (gunzip) and give the .csv")
+    if head.startswith(b"PK\x03\x04"):
+        fail("the file is a zip archive or an Excel workbook (.xlsx), not a CSV text file; export the sheet as "
+             "'CSV UTF-8' and give that file")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (head and head.count(b"\x00") > len(head) // 4
+                                                       and (head[1:2] == b"\x00" or head[0:1] == b"\x00")):
+        fail(f"the file is UTF-16 text, not UTF-8; {_TEXT_HELP}")
+    control = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    if b"\x00" in head or control > len(head) // 20:
+        fail("the file is not a text file (binary data); give the lab data as a CSV text file (docs/lab-data.md)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        fail(f"the file is not UTF-8 text: byte 0x{raw[e.start]:02x} on line {line} (Latin-1 or Windows-1252 "
+             f"text?); {_TEXT_HELP}")
+    return ""  # unreachable
+
+
+def lab_columns(source) -> list[str]:
+    """The column names of a lab-data file (its header), or a LabDataError for an unreadable file."""
+    if isinstance(source, pd.DataFrame):
+        return [str(c) for c in source.columns]
+    return _load_table(source, None)[1]
 
 
 # ----------------------------------------------------------------------------- reading
@@ -518,6 +566,11 @@ def read_lab_data(source, time_unit: str = "days", units: Mapping[str, Any] | No
         time_raw = number_of("TIME", True, "TIME is elapsed time as a number "
                                            f"({time_unit}; clock times and dates are not supported)")
         time = None if time_raw is None else time_raw * day_factor
+        if time is not None and abs(time) > MAX_ABS_TIME_DAYS:
+            problems.add(number, "TIME", cell(cells, "TIME"), f"TIME {time_raw:g} {time_unit} is more than 100 years "
+                         f"from the time origin; valid: within +-{MAX_ABS_TIME_DAYS / day_factor:g} {time_unit} "
+                         "(check data.time_unit)")
+            time = None
         if time is not None:
             if pid in last_time and time < last_time[pid][0] - 1e-12:
                 prev_time, prev_row = last_time[pid]
@@ -533,6 +586,15 @@ def read_lab_data(source, time_unit: str = "days", units: Mapping[str, Any] | No
             cov_seen[pid] = {c: [] for c in covariate_names}
             for c in covariate_names:
                 value = number_of(c, True, f"covariates are read from each ID's first row (row {number} for ID {pid})")
+                if value is not None and c in COVARIATE_LIMITS:
+                    low, usual_low, usual_high, high = COVARIATE_LIMITS[c]
+                    if not low <= value <= high:
+                        problems.add(number, c, cell(cells, c), f"{c} {value:g} is outside the valid range "
+                                     f"[{low:g}, {high:g}]")
+                        value = None
+                    elif not usual_low <= value <= usual_high:
+                        warn.append(f"row {number}: {c} {value:g} of ID {pid} is extreme (usual range "
+                                    f"{usual_low:g}-{usual_high:g}); it is used as given")
                 cov_first[pid][c] = value
                 if value is not None:
                     cov_seen[pid][c].append((value, number))
@@ -587,6 +649,15 @@ def read_lab_data(source, time_unit: str = "days", units: Mapping[str, Any] | No
                                      f"{_units_text(factors)}")
                 if unit is not None and amount is not None:
                     canonical = amount * factors[unit]
+                    limit = DOSE_LIMITS.get(drug)
+                    if limit is not None and canonical > limit.high:
+                        problems.add(number, "AMT", cell(cells, "AMT"), f"a dose of {canonical:g} {product.dose_unit} "
+                                     f"of {drug} is beyond any real dose (valid: up to {limit.high:g} "
+                                     f"{product.dose_unit}; typical {product.typical}); check the amount and UNIT")
+                        canonical = None
+                    elif limit is not None and canonical > limit.usual_high:
+                        warn.append(f"row {number}: a dose of {canonical:g} {product.dose_unit} of {drug} is extreme "
+                                    f"(usual up to {limit.usual_high:g}); it is used as given")
             for col in ("SS", "RATE"):
                 if has(col):
                     value = number_of(col, False, f"{col} must be 0 or empty")
@@ -611,6 +682,16 @@ def read_lab_data(source, time_unit: str = "days", units: Mapping[str, Any] | No
         elif evid == 0 and mdv == 0:
             n_obs_rows += 1
             record = _observation(cells, number, cell, number_of, problems, has, dv_units, no_unit, pid, time)
+            if record is not None:
+                usual_high, high = ANALYTE_LIMITS.get(record.analyte, (math.inf, math.inf))
+                unit = ANALYTE_CANONICAL_UNITS[record.analyte]
+                if record.value > high:
+                    problems.add(number, "DV", cell(cells, "DV"), f"{record.analyte} {record.value:g} {unit} is beyond "
+                                 f"any measurable value (valid: 0 to {high:g} {unit}); check the value and UNIT")
+                    record = None
+                elif record.value > usual_high:
+                    warn.append(f"row {number}: {record.analyte} {record.value:g} {unit} is extreme (usual up to "
+                                f"{usual_high:g} {unit}); it is used as given")
             if record is not None:
                 observations.append(record)
                 if record.value == 0.0 and not record.censored:

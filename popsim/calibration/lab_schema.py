@@ -86,6 +86,20 @@ DRUG_ALIASES: dict[str, str] = {
 }
 ALL_DRUGS: dict[str, Product] = {**TRT_PRODUCTS, **PROTOCOL_DRUGS}
 
+# Plausible values, canonical units (docs/inputs.md): above ``usual_high`` a value gets a
+# warning (possible but extreme, e.g. testosterone on a supraphysiological cycle); above
+# ``high`` it is an error (no assay reports it: usually a unit or decimal mistake).
+ANALYTE_LIMITS: dict[str, tuple[float, float]] = {  # analyte: (usual_high, high)
+    "total_testosterone": (150.0, 2000.0), "free_testosterone": (3000.0, 50000.0),
+    "lh": (100.0, 1000.0), "fsh": (150.0, 1000.0), "estradiol": (1000.0, 20000.0),
+    "inhibin_b": (1000.0, 10000.0), "shbg": (250.0, 2000.0), "sperm_concentration": (500.0, 5000.0),
+}
+# covariate: (low, usual_low, usual_high, high), errors outside [low, high].
+COVARIATE_LIMITS: dict[str, tuple[float, float, float, float]] = {
+    "AGE": (12.0, 18.0, 90.0, 110.0), "BMI": (10.0, 15.0, 60.0, 100.0),
+}
+MAX_ABS_TIME_DAYS = 36525.0  # 100 years either side of the time origin
+
 _MISSING = {"", ".", "na", "nan", "n/a", "none", "null"}
 _SPACING_TOL_DAYS = 1e-6
 _SINGLE_DOSE_INTERVAL_DAYS = 1.0
@@ -138,6 +152,26 @@ class LabDataError(ValueError):
         if self.n_problems > len(self.problems):
             lines.append(f"  ... and {self.n_problems - len(self.problems)} more not shown; fix these and read again")
         super().__init__("\n".join(lines))
+
+    def brief(self, others: int = 8) -> str:
+        """One line: the source, the first problem in full and where the others are."""
+        if not self.problems:
+            return f"{self.source}: {self.n_problems} problems in lab data"
+        first, rest = self.problems[0], self.problems[1:]
+        whole_file = first.row is None and first.column is None and first.value is None
+        line = f"{self.source}: {first.message if whole_file else first}"
+        more = self.n_problems - 1
+        if more:
+            shown = "; ".join(_short(p) for p in rest[:others])
+            line += f" (and {more} more problem{'s' if more > 1 else ''}: {shown}{'; ...' if more > others else ''})"
+        return line
+
+
+def _short(p: "Problem") -> str:
+    where = "file" if p.row is None else f"row {p.row}"
+    if p.column is not None:
+        where += f" column {p.column}"
+    return where
 
 
 class LabDataWarning(UserWarning):

@@ -104,15 +104,17 @@ def build_protocol(cfg: PopsimConfig) -> Protocol:
         key = f"protocol.courses[{i}]"
         if c.drug not in PROTOCOL_DRUGS:
             raise ConfigError(f"{key}.drug '{c.drug}' is invalid; valid values are {sorted(PROTOCOL_DRUGS)}")
-        courses.append(ProtocolCourse(c.drug, c.dose, c.dose_unit, c.interval_days, c.duration_days,
-                                      c.start_offset_days, c.anchor, c.enabled))
+        dose = c.dose if c.dose_distribution is None else _distribution(c.dose_distribution, f"{key}.dose_distribution")
+        courses.append(ProtocolCourse(c.drug, dose, c.dose_unit, c.interval_days, c.duration_days,
+                                      c.start_offset_days, c.anchor, c.enabled, c.arm, c.end_anchor,
+                                      float(c.end_offset_days)))
     rules = []
     for i, r in enumerate(p.rules):
         if r.observable not in OBSERVABLES:
             raise ConfigError(f"protocol.rules[{i}].observable '{r.observable}' is invalid; valid values are {list(OBSERVABLES)}")
         rules.append(MonitoringRule(r.observable, r.direction, r.threshold, r.target_course, r.factor, r.max_scale,
                                     r.every_days, r.first_check_offset_days))
-    return Protocol(p.name, tuple(courses), tuple(rules))
+    return Protocol(p.name, tuple(courses), tuple(rules), tuple((str(k), float(v)) for k, v in p.arms.items()))
 
 
 def build_design(cfg: PopsimConfig) -> CohortDesign:
@@ -156,7 +158,8 @@ def build_study(cfg: PopsimConfig, design: CohortDesign) -> StudySpec:
         raise ConfigError(f"outcomes.origin '{o.origin}' is invalid; valid values are {list(ORIGINS)}")
     _positive(o.horizon_months, "outcomes.horizon_months")
     endpoints = EndpointSpec(tuple(o.sperm_thresholds_m_ml), tuple(o.baseline_fractions), o.tmc_threshold_m,
-                             o.sampling_interval_days, o.first_sample_offset_days)
+                             o.sampling_interval_days, o.first_sample_offset_days,
+                             pre_origin_sample_days=tuple(float(d) for d in o.pre_origin_sample_days))
     try:
         endpoints.validate()
     except ValueError as e:

@@ -82,7 +82,12 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
     """
     data = _section(cfg, "data")
     path = data.get("path")
-    data_path = EXAMPLE_CSV if path in (None, "") else Path(str(path)).expanduser()
+    if isinstance(path, str) and path.strip() == "":
+        raise ConfigError("data.path: empty; give a CSV file (docs/lab-data.md), or leave data.path out "
+                          "(data.path=null) to calibrate to the shipped example")
+    data_path = EXAMPLE_CSV if path is None else Path(str(path)).expanduser()
+    if data_path.is_dir():
+        raise ConfigError(f"data.path: '{data_path}' is a folder; give the CSV file inside it")
     if not data_path.is_file():
         raise ConfigError(f"data.path: no such file '{data_path}' (give a CSV in the NONMEM-style format of "
                           "docs/lab-data.md, or leave data.path=null for the shipped example)")
@@ -185,6 +190,11 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
         threshold_m_ml=_number(cohort_cfg, "threshold_m_ml", where),
     )
     output = _section(cfg, "output")
+    unknown = set(output) - {"figures"}
+    if unknown:
+        raise ConfigError(f"output: unknown key(s) {sorted(unknown)}; valid: ['figures']")
+    if not isinstance(output.get("figures", True), bool):
+        raise ConfigError(f"output.figures must be true or false, got {output.get('figures')!r}")
     return CalibrationPlan(
         data_path=data_path, time_unit=str(time_unit), units=dict(units), spec=spec, inference=settings,
         thresholds_m_ml=tuple(float(t) for t in thresholds),

@@ -80,7 +80,13 @@ class TRTConfig:
 
 @dataclass
 class CourseConfig:
-    """A protocol drug course relative to an anchor of the patient's TRT history."""
+    """A protocol drug course relative to an anchor of the patient's TRT history.
+
+    dose_distribution (when set) replaces ``dose`` by a per-man draw (e.g. {kind: choice,
+    values: [25, 50]}); ``arm`` gives the course only to the men of that arm of
+    ``protocol.arms``; ``end_anchor`` ends it at that anchor of each man's history plus
+    ``end_offset_days`` (duration_days is then ignored).
+    """
 
     drug: str = "hcg"
     dose: float = 0.0
@@ -90,6 +96,10 @@ class CourseConfig:
     start_offset_days: float = 0.0
     anchor: str = "trt_end"
     enabled: bool = True
+    dose_distribution: Optional[DistributionConfig] = None
+    arm: str = ""
+    end_anchor: Optional[str] = None
+    end_offset_days: float = 0.0
 
 
 @dataclass
@@ -114,6 +124,7 @@ class ProtocolConfig:
     description: str = ""
     courses: List[CourseConfig] = field(default_factory=list)
     rules: List[RuleConfig] = field(default_factory=list)
+    arms: Dict[str, float] = field(default_factory=dict)  # arm -> weight: men split across arms
     # Largest step this protocol needs for the accuracy targets (e.g. gonadorelin).
     max_dt_days: Optional[float] = None
 
@@ -142,6 +153,7 @@ class OutcomesConfig:
     sampling_interval_days: float = 30.0
     first_sample_offset_days: float = 30.0
     report_months: List[float] = field(default_factory=lambda: [3.0, 6.0, 12.0, 18.0, 24.0])
+    pre_origin_sample_days: List[float] = field(default_factory=list)  # semen samples this many days before the origin
     primary_endpoint: str = "conc_ge_15"
 
 

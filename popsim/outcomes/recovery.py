@@ -45,6 +45,9 @@ class EndpointSpec:
         hormone_months: months after the origin at which each man's LH, FSH and total T
             are stored as fractions of his own baseline (columns
             ``<hormone>_fraction_of_baseline_<m>mo``; their means are the group curves).
+        pre_origin_sample_days: semen samples also taken this many days before the
+            origin (e.g. ``(60, 30, 0)``), reported as ``sample_<d>d_before_origin_m_ml``;
+            their draws are independent of the follow-up samples'.
     """
 
     sperm_thresholds_m_ml: tuple[float, ...] = (1.0, 3.0, 5.0, 10.0, 15.0, 16.0, 20.0)
@@ -54,8 +57,12 @@ class EndpointSpec:
     first_sample_offset_days: float = 30.0
     hormone_baseline_fraction: float = 0.9
     hormone_months: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 12.0, 18.0, 24.0)
+    pre_origin_sample_days: tuple[float, ...] = ()
 
     def validate(self) -> None:
+        if any(not d >= 0 for d in self.pre_origin_sample_days) or len(set(self.pre_origin_sample_days)) != len(
+                self.pre_origin_sample_days):
+            raise ValueError("outcomes.pre_origin_sample_days must be distinct numbers of days >= 0 before the origin")
         if any(t <= 0 for t in self.sperm_thresholds_m_ml):
             raise ValueError("outcomes.sperm_thresholds_m_ml must be > 0")
         if any(not 0 < f <= 2 for f in self.baseline_fractions):
@@ -66,6 +73,19 @@ class EndpointSpec:
             raise ValueError(f"outcomes.hormone_months must be >= 0, got {list(self.hormone_months)}")
         if not 0 < self.hormone_baseline_fraction <= 1.5:
             raise ValueError(f"outcomes.hormone_baseline_fraction must be in (0, 1.5], got {self.hormone_baseline_fraction}")
+
+
+# Sample indices of the pre-origin samples: far from the follow-up samples' 0, 1, 2, ...
+PRE_ORIGIN_SAMPLE_INDEX = 1_000_000
+
+
+def _at_times(times_days: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values`` (n, n_times) linearly interpolated at ``at`` (n, k) (clipped to the grid)."""
+    idx = np.clip(np.searchsorted(times_days, at) - 1, 0, times_days.size - 2)
+    t0, t1 = times_days[idx], times_days[idx + 1]
+    w = np.clip((at - t0) / (t1 - t0), 0.0, 1.0)
+    rows = np.arange(values.shape[0])[:, None]
+    return (1 - w) * values[rows, idx] + w * values[rows, idx + 1]
 
 
 def _label(x: float) -> str:
@@ -228,6 +248,25 @@ def compute_outcomes(times_days: np.ndarray, outputs: dict[str, np.ndarray], par
             out[f"sampled_{name}_days"] = np.where(has, offsets[first], offsets[last_valid] if offsets.size else 0.0)
             out[f"sampled_{name}_observed"] = has
 
+    # The state at the origin (for selecting men, e.g. azoospermic when they stopped).
+    at_origin = {name: _at_times(times_days, outputs[key], origin_days[:, None])[:, 0]
+                 for name, key in (("origin_sperm_m_ml", "sperm_concentration_m_ml"),
+                                   ("origin_testosterone_nmol_l", "total_testosterone_nmol_l"),
+                                   ("origin_lh_iu_l", "lh_iu_l"))}
+    out.update(at_origin)
+    out["azoospermic_at_origin"] = at_origin["origin_sperm_m_ml"] < params["azoospermia_limit_m_ml"]
+    if spec.pre_origin_sample_days:
+        before = np.asarray(spec.pre_origin_sample_days, float)
+        sample_times = origin_days[:, None] - before[None, :]
+        latent_before = _at_times(times_days, sperm, sample_times).astype(np.float32)
+        conc, _ = sample_semen(semen_key, jnp.asarray(patient_ids), jnp.arange(before.size) + PRE_ORIGIN_SAMPLE_INDEX,
+                               jnp.asarray(latent_before), *(jnp.asarray(np.asarray(params[k], np.float32)) for k in
+                                                             ("semen_cv_within", "azoospermia_limit_m_ml",
+                                                              "semen_volume_ml", "motility_fraction")))
+        conc = np.where(sample_times >= times_days[0], np.asarray(conc), np.nan)
+        for j, d in enumerate(before):
+            out[f"sample_{_label(d)}d_before_origin_m_ml"] = conc[:, j]
+
     during = np.isfinite(trt_start_days)
     out["suppression_min_sperm_fraction"] = suppression_depth(times_days, sperm, np.where(during, trt_start_days, np.inf),
                                                               trt_end_days, params["sperm_base_m_ml"])
@@ -240,6 +279,4 @@ def compute_outcomes(times_days: np.ndarray, outputs: dict[str, np.ndarray], par
     below_limit = sperm < params["azoospermia_limit_m_ml"][:, None]
     in_trt = (times_days[None, :] >= trt_start_days[:, None]) & (times_days[None, :] <= trt_end_days[:, None])
     out["azoospermic_during_trt"] = (below_limit & in_trt).any(axis=1)
-    at_origin = np.clip(np.searchsorted(times_days, origin_days), 0, times_days.size - 1)
-    out["azoospermic_at_origin"] = below_limit[np.arange(sperm.shape[0]), at_origin]
     return out

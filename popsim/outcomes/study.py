@@ -170,7 +170,7 @@ def run_study(design: CohortDesign, study: StudySpec,
     for begin in range(start, stop, chunk):
         ids = np.arange(begin, min(begin + chunk, stop))
         cohort = sample_cohort(design, key_population, ids)
-        dosing = cohort_dosing(cohort.trt, design.protocol)
+        dosing = cohort_dosing(cohort.trt, design.protocol, cohort.protocol)
         origin = _origin(study, design, dosing)
         result = next(iterate_chunks(cohort.params, dosing.doses, times, study.settings, observables=observables,
                                      initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules),
@@ -192,6 +192,11 @@ def run_study(design: CohortDesign, study: StudySpec,
             "trt_dose_mg": cohort.trt["dose_mg"], "trt_interval_days": cohort.trt["interval_days"],
             "trt_duration_days": cohort.trt["duration_days"],
             "trt_last_dose_day": dosing.trt.last_dose_day, "origin_day": origin,
+            **({"protocol_arm": cohort.protocol["arm"].astype(str)} if design.protocol.arms else {}),
+            # Each man's draw of a course whose dose is a distribution (NaN: not in its arm).
+            **{f"course{c}_dose": np.where(cohort.protocol["course_given"][:, c], cohort.protocol["course_dose"][:, c],
+                                           np.nan)
+               for c, course in enumerate(design.protocol.courses) if not isinstance(course.dose, (int, float))},
             "baseline_sperm_m_ml": cohort.params["sperm_base_m_ml"],
             "baseline_testosterone_nmol_l": cohort.params["t_base_nmol_l"],
             "baseline_lh_iu_l": cohort.params["lh_base_iu_l"],

@@ -56,21 +56,32 @@ class ProtocolCourse:
     """A recovery-protocol drug course placed relative to the patient's TRT history.
 
     Attributes:
-        drug, dose, dose_unit, interval_days: as in DrugCourse.
+        drug, dose_unit, interval_days: as in DrugCourse.
+        dose: the dose, or a Distribution of it across men (each man keeps his draw for
+            the whole course, e.g. ``Distribution("choice", values=(25, 50))``).
         start_offset_days: start relative to the anchor.
-        duration_days: length of the course.
+        duration_days: length of the course (ignored when ``end_anchor`` is set).
         anchor: "trt_end" (first missed dose), "last_dose", "trt_start" or "day0".
         enabled: False for a course that a monitoring rule switches on.
+        arm: "" for every man, else only the men of this arm of ``Protocol.arms`` (a
+            mixture of drugs across men).
+        end_anchor: when set, each man's course ends at this anchor of his own history
+            plus ``end_offset_days`` (e.g. hCG from ``trt_start`` to ``trt_end``: for as
+            long as his TRT lasts); a course that would end before it starts gives no dose.
+        end_offset_days: offset of the end from ``end_anchor``.
     """
 
     drug: str
-    dose: float
+    dose: float | Distribution
     dose_unit: str
     interval_days: float
     duration_days: float
     start_offset_days: float = 0.0
     anchor: str = "trt_end"
     enabled: bool = True
+    arm: str = ""
+    end_anchor: str | None = None
+    end_offset_days: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,10 @@ class Protocol:
     name: str = "none"
     courses: tuple[ProtocolCourse, ...] = ()
     rules: tuple[MonitoringRule, ...] = ()
+    arms: tuple[tuple[str, float], ...] = ()  # (arm, weight): men split across arms by weight
+
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.arms)
 
 
 @dataclass(frozen=True)
@@ -164,13 +179,32 @@ class CohortDesign:
             at = f"protocol.courses[{i}]"
             if course.drug not in PROTOCOL_DRUGS:
                 raise RegimenError(f"{at}.drug '{course.drug}' is unknown; valid drugs are {sorted(PROTOCOL_DRUGS)}")
-            dose_in_canonical_unit(course.dose, course.dose_unit, PROTOCOL_DRUGS[course.drug].dose_unit, at)
+            if isinstance(course.dose, Distribution):
+                course.dose.validate(f"{at}.dose")
+                smallest = min(course.dose.values) if course.dose.kind == "choice" else (
+                    course.dose.value if course.dose.kind == "fixed" else course.dose.low)
+                if course.dose.kind in ("normal", "bernoulli") and course.dose.low is None:
+                    raise RegimenError(f"{at}.dose: a '{course.dose.kind}' dose needs low > 0 (doses must be > 0)")
+                if course.dose.kind == "lognormal":
+                    smallest = course.dose.median
+                dose_in_canonical_unit(smallest, course.dose_unit, PROTOCOL_DRUGS[course.drug].dose_unit, at)
+            else:
+                dose_in_canonical_unit(course.dose, course.dose_unit, PROTOCOL_DRUGS[course.drug].dose_unit, at)
+            if course.arm and course.arm not in self.protocol.arm_names():
+                raise ValueError(f"{at}.arm '{course.arm}' is not an arm of the protocol; valid arms are "
+                                 f"{list(self.protocol.arm_names())}")
+            if course.end_anchor is not None and course.end_anchor not in ANCHORS:
+                raise RegimenError(f"{at}.end_anchor '{course.end_anchor}' is unknown; valid anchors are {list(ANCHORS)}")
             if not course.interval_days > 0:
                 raise RegimenError(f"{at}.interval_days must be > 0, got {course.interval_days}")
-            if not course.duration_days > 0:
+            if course.end_anchor is None and not course.duration_days > 0:
                 raise RegimenError(f"{at}.duration_days must be > 0, got {course.duration_days}")
             if course.anchor not in ANCHORS:
                 raise RegimenError(f"{at}.anchor '{course.anchor}' is unknown; valid anchors are {list(ANCHORS)}")
+        if self.protocol.arms:
+            weights = [w for _, w in self.protocol.arms]
+            if min(weights) < 0 or sum(weights) <= 0 or len(set(self.protocol.arm_names())) != len(weights):
+                raise ValueError("protocol.arms must be distinct (name, weight) pairs with weights >= 0 and a positive sum")
         for i, rule in enumerate(self.protocol.rules):
             at = f"protocol.rules[{i}]"
             if rule.observable not in OBSERVABLES:

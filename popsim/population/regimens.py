@@ -56,7 +56,8 @@ def _n_doses(duration, interval):
     return np.maximum(np.ceil(duration / interval - 1e-9), 1).astype(np.int32)
 
 
-def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol) -> CohortDosing:
+def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol,
+                  per_man: dict[str, np.ndarray] | None = None) -> CohortDosing:
     """Dose table of each patient: one TRT row (plus one loading-dose row when any man has
     a loading dose) then one row per protocol species.
 
@@ -64,6 +65,9 @@ def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol) -> CohortDosin
         trt: ``{product_index, dose_mg, interval_days, duration_days, start_day}`` arrays,
             optionally ``first_dose_extra_mg`` (extra amount with the first injection).
         protocol: the recovery protocol (courses anchored to each patient's TRT).
+        per_man: each man's ``course_dose`` (n, n_courses), in each course's dose_unit,
+            and ``course_given`` (n, n_courses) bool (popsim.population.sampling); default:
+            every man gets every course at its (fixed) dose.
     """
     n = trt["dose_mg"].shape[0]
     n_trt = _n_doses(trt["duration_days"], trt["interval_days"])
@@ -83,17 +87,31 @@ def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol) -> CohortDosin
         count.append(np.where(extra > 0, 1, 0).astype(np.int32))
         scale.append(np.ones(n))
     course_first_row = []
+    course_days = []
     for c, course in enumerate(protocol.courses):
         product = PROTOCOL_DRUGS[course.drug]
-        dose = dose_in_canonical_unit(course.dose, course.dose_unit, product.dose_unit, f"protocol.courses[{c}]")
+        if per_man is not None:
+            per_dose = np.asarray(per_man["course_dose"][:, c], float)
+            given = np.asarray(per_man["course_given"][:, c], bool)
+        else:
+            if not isinstance(course.dose, (int, float)):
+                raise ValueError(f"protocol.courses[{c}].dose is a distribution: pass each man's draw (per_man)")
+            per_dose, given = np.full(n, float(course.dose)), np.ones(n, bool)
+        factor = dose_in_canonical_unit(1.0, course.dose_unit, product.dose_unit, f"protocol.courses[{c}]")
         begin = anchors[course.anchor] + course.start_offset_days
+        if course.end_anchor is not None:
+            days = anchors[course.end_anchor] + course.end_offset_days - begin
+        else:
+            days = np.full(n, float(course.duration_days))
+        n_course = np.where(given & (days > 0), _n_doses(np.maximum(days, 1e-9), np.asarray(course.interval_days)), 0)
+        course_days.append(np.where(given, days, 0.0))
         course_first_row.append(len(species))
         for name in product.species:
             species.append(np.full(n, SPECIES_INDEX[name]))
-            amount.append(np.full(n, dose))
+            amount.append(per_dose * factor)
             start.append(begin)
             interval.append(np.full(n, course.interval_days))
-            count.append(np.full(n, _n_doses(np.asarray(course.duration_days), np.asarray(course.interval_days))))
+            count.append(n_course.astype(np.int32))
             scale.append(np.full(n, 1.0 if course.enabled else 0.0))
     doses = DoseTable(np.stack(species, 1).astype(np.int32), np.stack(amount, 1).astype(float),
                       np.stack(start, 1).astype(float), np.stack(interval, 1).astype(float),
@@ -103,7 +121,8 @@ def cohort_dosing(trt: dict[str, np.ndarray], protocol: Protocol) -> CohortDosin
         course = protocol.courses[rule.target_course]
         begin = anchors[course.anchor] + course.start_offset_days
         first = begin + rule.first_check_offset_days
-        checks = max(int(np.floor((course.duration_days - rule.first_check_offset_days) / rule.every_days)) + 1, 0)
+        days = course_days[rule.target_course]
+        checks = np.where(days > 0, np.maximum(np.floor((days - rule.first_check_offset_days) / rule.every_days) + 1, 0), 0)
         for offset in range(len(PROTOCOL_DRUGS[course.drug].species)):
             rows.append((OBSERVABLES.index(rule.observable), 1.0 if rule.direction == "above" else -1.0,
                          rule.threshold, first, rule.every_days, checks,

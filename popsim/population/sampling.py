@@ -22,7 +22,7 @@ from popsim.population.distributions import Distribution
 PRODUCT_NAMES: tuple[str, ...] = tuple(TRT_PRODUCTS)
 
 # Sub-streams of a man's key (fixed numbers: adding a stream never changes the others).
-_STREAM_COVARIATES, _STREAM_ETA, _STREAM_TRT = 0, 1, 2
+_STREAM_COVARIATES, _STREAM_ETA, _STREAM_TRT, _STREAM_PROTOCOL = 0, 1, 2, 3
 
 
 class Cohort(NamedTuple):
@@ -35,6 +35,8 @@ class Cohort(NamedTuple):
         covariates: ``{age_years, bmi_kg_m2, asian, testicular_function}``.
         params: ``{model parameter: (n,)}``.
         trt: ``{product_index, dose_mg, interval_days, duration_days, start_day, first_dose_extra_mg}``.
+        protocol: ``{course_dose: (n, n_courses) in each course's dose_unit, course_given:
+            (n, n_courses) bool, arm: (n,) arm name ("" without arms)}``.
     """
 
     patient_id: np.ndarray
@@ -43,6 +45,7 @@ class Cohort(NamedTuple):
     covariates: dict[str, np.ndarray]
     params: dict[str, np.ndarray]
     trt: dict[str, np.ndarray]
+    protocol: dict[str, np.ndarray] | None = None
 
 
 def grid_cells(design: CohortDesign) -> list[dict[str, object]]:
@@ -126,4 +129,29 @@ def sample_cohort(design: CohortDesign, key, patient_ids) -> Cohort:
         eta = np.stack([np.sum(z * chol[i][None, :], axis=1) for i in range(chol.shape[0])], axis=1)
         for j, name in enumerate(design.variability.names):
             params[name] = params[name] * np.exp(eta[:, j])
-    return Cohort(ids, man, cell, cov, params, trt)
+    return Cohort(ids, man, cell, cov, params, trt, _protocol_draws(design, stream(_STREAM_PROTOCOL)))
+
+
+def _protocol_draws(design: CohortDesign, keys) -> dict[str, np.ndarray]:
+    """Each man's protocol: his arm and the dose of every course (drawn once per man)."""
+    protocol = design.protocol
+    n = keys.shape[0]
+    arms = protocol.arm_names()
+    if arms:
+        weights = jnp.log(jnp.asarray([max(w, 0.0) for _, w in protocol.arms], jnp.float32))
+        index = np.asarray(jax.vmap(lambda k: jax.random.categorical(jax.random.fold_in(k, 1_000_000), weights))(keys))
+        arm = np.asarray(arms, dtype=object)[index] if n else np.zeros(0, dtype=object)
+    else:
+        arm = np.full(n, "", dtype=object)
+    doses, given = [], []
+    for c, course in enumerate(protocol.courses):
+        if isinstance(course.dose, Distribution):
+            doses.append(np.asarray(jax.vmap(lambda k, d=course.dose, c=c: d.sample(jax.random.fold_in(k, c)))(keys), float))
+        else:
+            doses.append(np.full(n, float(course.dose)))
+        given.append(np.ones(n, bool) if not course.arm else arm == course.arm)
+    if doses and np.any(np.stack(doses) <= 0):
+        raise ValueError("protocol: sampled course doses must be > 0; bound the dose distributions (e.g. low > 0)")
+    shape = (n, len(protocol.courses))
+    return {"course_dose": np.stack(doses, 1) if doses else np.zeros(shape),
+            "course_given": np.stack(given, 1) if given else np.zeros(shape, bool), "arm": arm}
