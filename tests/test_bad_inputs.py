@@ -76,6 +76,8 @@ CASES = [
     ("popsim", ["population.grid.age_years=[30,40]"], ["+population.grid.age_years", "'+'"]),
     ("popsim", ["+population.grid.bogus=[1,2]"], ["population.grid", "bogus", "valid grid fields"]),
     ("popsim", ["protocol=nonexistent"], ["protocol", "no config named 'nonexistent'", "hcg"]),
+    # The group at fault is named even when another (valid) override comes after it.
+    ("popsim", ["protocol=nonexistent", "population.size=10"], ["protocol", "no config named 'nonexistent'"]),
     ("popsim", ["+experiment=nonexistent"], ["experiment", "no config named 'nonexistent'"]),
     ("popsim", ["-m", "protocol=none,hcg,bogus"], ["no config named 'bogus'"]),
     ("popsim", ["protocol.courses.0.dose_unit=null"], ["protocol.courses", "no item 0"]),

@@ -28,10 +28,11 @@ SMALL = ["population.size=300", "trt.duration_months=3", "output.trajectories=5"
 # cannot grant (it has 2 CPUs and no GPUs), in the form a user changes them.
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
          "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10"]
-# A value no check before the run rejects (a horizon is any positive number of months)
-# but that fails inside its job: a billion months of daily output does not fit in memory.
-BAD = "1e9"
-BAD_LABEL = "outcomes.horizon_months=1000000000.0"
+# Every bad value is refused before anything is submitted (the first test), so the job
+# that fails does so for a reason only its run meets: its output folder cannot be created
+# (a file stands at its path, as after a lost or full disk), like any job lost at run time.
+BAD = "7"
+BAD_LABEL = "outcomes.horizon_months=7"
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,17 @@ def job_dir(sweep_dir, value):
     return match
 
 
+def block_job_folder(local_dir, cluster_dir, job_number, value):
+    """Put a file where job ``job_number`` of the cluster sweep (horizon ``value``) will
+    want its folder: Hydra names job folders ``<number>_<task overrides>``, the same for
+    the local and the SLURM launcher."""
+    template = job_dir(local_dir, "6").name.split("_", 1)[1]
+    name = f"{job_number}_" + template.replace("outcomes.horizon_months=6,", f"outcomes.horizon_months={value},")
+    cluster_dir.mkdir(parents=True, exist_ok=True)
+    (cluster_dir / name).write_text("not a folder\n")
+    return cluster_dir / name
+
+
 def test_a_bad_value_is_rejected_before_anything_is_submitted(slurm, tmp_path):
     env, state = slurm
     before = slurm_jobs(state)
@@ -91,13 +103,16 @@ def test_slurm_sweep_matches_the_local_sweep_and_names_the_failed_job(slurm, tmp
     assert local.returncode == 0, local.stderr[-3000:]
 
     before = {job for job, _, _ in slurm_jobs(state)}
-    proc, cluster_s = popsim(["-m", *SMALL, f"outcomes.horizon_months=6,{BAD},9", *SLURM,
+    # The failing job is the last: submitit's launcher collects results in order and raises
+    # at the first failure, so the jobs before it have finished by then.
+    blocked = block_job_folder(local_dir, cluster_dir, 2, BAD)
+    proc, cluster_s = popsim(["-m", *SMALL, f"outcomes.horizon_months=6,9,{BAD}", *SLURM,
                               f"hydra.sweep.dir={cluster_dir}"], tmp_path, env)
     print(f"\nlocal sweep of 2 jobs {local_s:.1f} s; SLURM sweep of 3 jobs (2 CPUs) {cluster_s:.1f} s")
     # The failed job makes the command fail, names the job and its error, and keeps the rest.
     assert proc.returncode != 0
     assert "1 of 3 sweep jobs left no outputs" in proc.stderr and BAD_LABEL in proc.stderr
-    assert "MemoryError" in proc.stderr and f"hydra.sweep.dir={cluster_dir}" in proc.stderr
+    assert f"hydra.sweep.dir={cluster_dir}" in proc.stderr
     report = (cluster_dir / "sweep_summary.md").read_text()
     assert "## Jobs without outputs" in report and BAD_LABEL in report
 
@@ -107,9 +122,8 @@ def test_slurm_sweep_matches_the_local_sweep_and_names_the_failed_job(slurm, tmp
     logs = sorted((cluster_dir / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 3 and all("Starting with JobEnvironment" in p.read_text() for p in logs)
     # Each job shards its patients over the CPUs SLURM gave it (1), not the submit host's.
-    assert all(", 1 local cpu devices" in p.read_text() for p in logs)
-    bad_dir = job_dir(cluster_dir, "1000000000.0")
-    assert not (bad_dir / "summary.json").exists() and "MemoryError" in (bad_dir / "error.txt").read_text()
+    assert sum(", 1 local cpu devices" in p.read_text() for p in logs) == 2
+    assert blocked.is_file(), "the failed job left nothing in its place"
 
     # Same summary and the same men as the local launcher, for the jobs that finished.
     pd.testing.assert_frame_equal(pd.read_csv(cluster_dir / "sweep_summary.csv"),
@@ -120,7 +134,7 @@ def test_slurm_sweep_matches_the_local_sweep_and_names_the_failed_job(slurm, tmp
 
     # Re-running the same sweep into its folder skips the two finished jobs.
     finished = {v: (job_dir(cluster_dir, v) / "outcomes.parquet").stat().st_mtime_ns for v in ("6", "9")}
-    again, again_s = popsim(["-m", *SMALL, f"outcomes.horizon_months=6,{BAD},9", *SLURM,
+    again, again_s = popsim(["-m", *SMALL, f"outcomes.horizon_months=6,9,{BAD}", *SLURM,
                              f"hydra.sweep.dir={cluster_dir}"], tmp_path, env)
     print(f"re-run with 2 of 3 jobs finished {again_s:.1f} s")
     assert again.returncode != 0 and BAD_LABEL in again.stderr

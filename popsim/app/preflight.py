@@ -282,6 +282,10 @@ def explain_compose_error(error: Exception, overrides: Sequence[str], schema, va
     bare = key.lstrip("+~")
     parts = _key_parts(bare)
     text = str(error) + "\n" + str(cause)
+    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
+    if missing and (isinstance(error, MissingConfigException) or isinstance(cause, MissingConfigException)):
+        # Hydra names the group and option it could not find: that override is the one at fault.
+        bare, value = missing.group(1), missing.group(2)
     if isinstance(error, MissingConfigException) or isinstance(cause, MissingConfigException) or (
             "Could not find" in text and "/" not in bare and "." not in bare):
         options = _group_options(bare)
