@@ -105,7 +105,7 @@ def test_fast_validation_writes_json_report_and_a_figure_per_target(tmp_path):
 
 def test_a_bad_target_name_fails_cleanly(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from popsim.app.cli import validate_main; validate_main()",
-                           "targets=[C9]", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                           "targets=[C99]", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "valid targets are" in proc.stderr
 

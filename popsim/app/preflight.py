@@ -282,7 +282,7 @@ def explain_compose_error(error: Exception, overrides: Sequence[str], schema, va
     bare = key.lstrip("+~")
     parts = _key_parts(bare)
     text = str(error) + "\n" + str(cause)
-    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
     if missing and (isinstance(error, MissingConfigException) or isinstance(cause, MissingConfigException)):
         # Hydra names the group and option it could not find: that override is the one at fault.
         bare, value = missing.group(1), missing.group(2)
