@@ -319,7 +319,11 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     # the depth that the exposure (dose x duration) reached: months after a heavy cycle,
     # nothing after contraceptive doses.
     excess = jnp.maximum(y[S.FEEDBACK_ANDROGEN] - 1.0, 0.0)
-    capacity_target = _inhibition(excess, p["hypothalamic_suppression_ec50"], p["hypothalamic_suppression_hill"])
+    # 1 / (1 + (excess / ec50)^n) as a logistic of the log, with excess floored at 1e-6
+    # (target 1 to float precision there): a power at exactly 0 has an infinite second
+    # derivative, which made reverse-mode gradients through the Rosenbrock step NaN.
+    capacity_target = jax.nn.sigmoid(p["hypothalamic_suppression_hill"] * (
+        jnp.log(p["hypothalamic_suppression_ec50"]) - jnp.log(jnp.maximum(excess, 1e-6))))
     capacity = y[S.HYPOTHALAMIC_CAPACITY]
     capacity_floor = p["hypothalamic_recovery_floor"]
     k_capacity_up = c["k_hypothalamic_up_per_day"] * (capacity + capacity_floor) / (1.0 + capacity_floor)
