@@ -93,18 +93,25 @@ def test_prediction_is_the_forward_simulation_at_the_observation_times(small_dat
              "sperm_concentration": "sperm_concentration"}
     reference = np.array([float(ds[names[problem.analytes[a]]].values[p, np.searchsorted(times, t)])
                           for p, a, t in zip(o.patient, o.analyte, o.time_days)])
-    np.testing.assert_allclose(np.asarray(prediction), reference, rtol=2e-5, atol=1e-6)
+    # Same simulator; with the default step method a man's quiet-stretch results depend in
+    # the last digits on which men share his batch (up to ~1e-4 relative in float32 here),
+    # far inside the 1e-3 accuracy target.
+    np.testing.assert_allclose(np.asarray(prediction), reference, rtol=2e-4, atol=1e-6)
 
 
 def test_step_check_catches_a_step_that_is_unstable_away_from_the_typical_parameters(small_data):
-    """The feedback loop is stiff (eigenvalue ~ -13/day at a low LH baseline): 12-hour
-    steps look accurate at the typical parameters but blow up for men the posterior may
-    propose; the check must say so, and pass the default 6-hour step."""
+    """The feedback loop is stiff (fastest at a low LH baseline): RK4 steps of a day blow up
+    for men the posterior may propose, and the check must say so, naming the parameter;
+    12-hour RK4 steps (stable since the pulse generator's output saturates) and the default
+    step method pass."""
     data, _ = small_data
-    coarse = likelihood_step_error(build_problem(data, CalibrationSpec(dt_days=0.5)), CalibrationSpec(dt_days=0.5))
-    assert coarse["max_error_in_residual_sd_typical"] < 0.2
+    daily = CalibrationSpec(dt_days=1.0, method="rk4")
+    coarse = likelihood_step_error(build_problem(data, daily), daily)
     assert coarse["max_error_in_residual_sd"] > 1.0
+    assert coarse["max_error_in_residual_sd"] > 3 * coarse["max_error_in_residual_sd_typical"]
     assert coarse["worst_case"].startswith("lh_base_iu_l") or coarse["worst_case"].startswith("t_base_nmol_l")
+    half = CalibrationSpec(dt_days=0.5, method="rk4")
+    assert likelihood_step_error(build_problem(data, half), half)["max_error_in_residual_sd"] < 0.2
     default = likelihood_step_error(build_problem(data, CalibrationSpec()), CalibrationSpec())
     assert default["dt_days"] == 0.25
     assert default["max_error_in_residual_sd"] < 0.1, default
