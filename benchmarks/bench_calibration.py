@@ -35,6 +35,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     import jax
+    from numpyro.infer import init_to_median
     from numpyro.infer.util import initialize_model
 
     from popsim.calibration.data import read_lab_data
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
         z = None
         for method in ("value", *GRADIENTS):
             model = make_model(problem, spec, make_predictor(problem, spec, "reverse" if method == "value" else method))
-            info = initialize_model(jax.random.PRNGKey(0), model)
+            info = initialize_model(jax.random.PRNGKey(0), model, init_strategy=init_to_median(num_samples=15))
             z = info.param_info.z if z is None else z  # one point for every method
             functions[method] = jax.jit(info.potential_fn if method == "value" else jax.value_and_grad(info.potential_fn))
             t0 = time.perf_counter()
