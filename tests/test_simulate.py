@@ -100,6 +100,53 @@ def test_sharded_results_equal_unsharded():
     np.testing.assert_array_equal(results[0]["lh"], results[1]["lh"])
 
 
+def test_padded_batch_sizes_are_few_and_on_the_side_of_the_full_batch():
+    from popsim.solve.run import padded_batch
+
+    small = integrator.SMALL_BATCH
+    for multiple in (32, 64, 96):
+        for full in (multiple, 2 * multiple, 4096 // multiple * multiple, 20 * multiple):
+            sizes = {padded_batch(n, full, multiple) for n in range(1, full + 1)}
+            assert max(sizes) == full and all(s % multiple == 0 for s in sizes)
+            assert all((s > small) == (full > small) for s in sizes), (multiple, full, sorted(sizes))
+            assert len(sizes) <= 2 + (full // multiple).bit_length()
+    assert padded_batch(904, 4096, 32) == 1024 and padded_batch(10, 2048, 32) == 256
+    assert padded_batch(10, 128, 32) == 32
+
+
+def test_a_short_last_chunk_is_padded_less_and_results_do_not_change():
+    # rk4: bit-identical for any batch sizes on one side of SMALL_BATCH (the combined method
+    # can change the last bit with who shares a batch).
+    n, times = 300, np.arange(0.0, 40.0, 2.0)
+    regs = [R(trt=[T("enanthate", 100 + i % 7 * 20, "mg", 7 + i % 3, 20)]) for i in range(n)]
+    params = popsim.broadcast_parameters({"age_years": np.linspace(25, 60, n)}, n)
+    doses = compile_regimens(regs)
+
+    def run(chunk, count):
+        settings = popsim.SolverSettings(chunk_size=chunk, method="rk4")
+        parts = list(iterate_chunks({k: v[:count] for k, v in params.items()},
+                                    type(doses)(*(np.asarray(a)[:count] for a in doses)), times, settings,
+                                    observables=("sperm_concentration_m_ml", "lh_iu_l")))
+        return ({k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs},
+                [p.simulated_patients for p in parts])
+
+    assert len(jax.local_devices()) == 1  # batch multiple 32
+    # Above SMALL_BATCH: a last chunk of 44 runs in 256 lanes (as many as a full chunk here).
+    whole, lanes = run(300, n)
+    assert lanes == [320]
+    chunked, lanes = run(256, n)
+    assert lanes == [256, 256]
+    for k in whole:
+        np.testing.assert_array_equal(whole[k], chunked[k], err_msg=k)
+    # At or below SMALL_BATCH: last chunks of 22 and 54 men run in 32 and 64 lanes.
+    small, lanes = run(128, 150)
+    assert lanes == [128, 32]
+    other, lanes = run(96, 150)
+    assert lanes == [96, 64]
+    for k in small:
+        np.testing.assert_array_equal(small[k], other[k], err_msg=k)
+
+
 @pytest.mark.parametrize("regimen,message", [
     (R(trt=[T("enanthate", 200, "mg", -7, 100)]), "regimen[0].trt[0].interval_days must be > 0"),
     (R(trt=[T("enanthate", 200, "mg", 0, 100)]), "interval_days must be > 0"),

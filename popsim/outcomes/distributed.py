@@ -100,4 +100,5 @@ def run_study_across_processes(design: CohortDesign, study: StudySpec,
     trajectories = {k: np.concatenate([p.trajectories[k] for p in parts if p.trajectory_patient_ids.size])
                     for k in first.trajectories} if any(p.trajectory_patient_ids.size for p in parts) else {}
     ids = np.concatenate([p.trajectory_patient_ids for p in parts])
-    return StudyResult(outcomes, first.trajectory_times_days, trajectories, ids, first.simulation_days)
+    return StudyResult(outcomes, first.trajectory_times_days, trajectories, ids, first.simulation_days,
+                       sum(p.simulated_patients for p in parts))

@@ -80,6 +80,8 @@ class StudyResult(NamedTuple):
         trajectories: ``{observable: (n_trajectories, n_kept_times)}``.
         trajectory_patient_ids: ``(n_trajectories,)``.
         simulation_days: length of the simulated grid.
+        simulated_patients: patients the compiled batches simulated, padding included
+            (popsim.solve.run.padded_batch).
     """
 
     outcomes: dict[str, np.ndarray]
@@ -87,6 +89,7 @@ class StudyResult(NamedTuple):
     trajectories: dict[str, np.ndarray]
     trajectory_patient_ids: np.ndarray
     simulation_days: float
+    simulated_patients: int = 0
 
 
 def simulation_length_days(design: CohortDesign, study: StudySpec) -> float:
@@ -166,7 +169,7 @@ def run_study(design: CohortDesign, study: StudySpec,
     kept_ids: list[np.ndarray] = []
     observables = tuple(dict.fromkeys(OUTCOME_OBSERVABLES + (study.trajectory_observables if study.n_trajectories else ())))
     species = design_species(design)
-    done = 0
+    done = simulated = 0
     for begin in range(start, stop, chunk):
         ids = np.arange(begin, min(begin + chunk, stop))
         cohort = sample_cohort(design, key_population, ids)
@@ -174,7 +177,8 @@ def run_study(design: CohortDesign, study: StudySpec,
         origin = _origin(study, design, dosing)
         result = next(iterate_chunks(cohort.params, dosing.doses, times, study.settings, observables=observables,
                                      initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules),
-                                     species=species))
+                                     species=species, population_size=study.n_patients))
+        simulated += result.simulated_patients
         outputs = result.outputs
         rows = compute_outcomes(times, outputs, cohort.params, origin, study.recovery_horizon_days,
                                 dosing.trt.first_dose_day, dosing.trt.first_missed_dose_day, study.endpoints,
@@ -216,4 +220,4 @@ def run_study(design: CohortDesign, study: StudySpec,
     outcomes = {k: np.concatenate(v) for k, v in columns.items()}
     trajectories = {k: np.concatenate(v) for k, v in kept.items()}
     return StudyResult(outcomes, kept_times, trajectories,
-                       np.concatenate(kept_ids) if kept_ids else np.zeros(0, np.int64), days)
+                       np.concatenate(kept_ids) if kept_ids else np.zeros(0, np.int64), days, simulated)

@@ -1,7 +1,10 @@
 """Run the compiled simulator over a population in fixed-size chunks.
 
-Chunks are padded to ``chunk_size`` so that every chunk reuses one compiled function;
-results do not depend on the chunk size (each patient is simulated independently). With
+Full chunks are padded to ``chunk_size`` (rounded up to a batch multiple) so that every
+chunk reuses one compiled function; a shorter last chunk is padded only to the next power
+of two times the batch multiple (``padded_batch``), so it simulates few padding patients
+and a run compiles at most a few extra sizes. Results do not depend on the chunk size
+(each patient is simulated independently). With
 ``solver.method=rk4`` they are bit-identical for any two chunk sizes on the same side of
 ``popsim.solve.integrator.SMALL_BATCH`` padded patients, and equal to float32 round-off
 (~1e-6 relative) across it, where the integrator switches between two equivalent
@@ -21,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
-from popsim.solve.integrator import OutputGrid, Rules, population_simulator
+from popsim.solve.integrator import SMALL_BATCH, OutputGrid, Rules, population_simulator
 from popsim.solve.methods import get_method
 from popsim.solve.schedule import field_evaluations, plan_schedule
 from popsim.solve.settings import SolverSettings
@@ -36,12 +39,15 @@ class ChunkResult(NamedTuple):
         failed: ``(n_chunk,)`` bool numerical-failure flags.
         field_evaluations: vector-field evaluations per patient of this chunk
             (popsim.solve.schedule.field_evaluations).
+        simulated_patients: patients the compiled batches of this chunk simulated,
+            padding included (``padded_batch``).
     """
 
     patient_slice: slice
     outputs: dict[str, np.ndarray]
     failed: np.ndarray
     field_evaluations: int = 0
+    simulated_patients: int = 0
 
 
 _BATCH_MULTIPLE = 32
@@ -58,6 +64,25 @@ def check_precision(precision: str) -> None:
                          "using JAX, or use precision='float32'")
 
 
+def padded_batch(n: int, full: int, batch_multiple: int) -> int:
+    """Patients a compiled batch of ``n`` real patients simulates, padding included.
+
+    ``full`` is the padded size of a full batch (a multiple of ``batch_multiple``). A
+    shorter batch is padded to ``batch_multiple`` times the next power of two (at most
+    ``full``), so a run compiles at most a few extra sizes. Every size is a multiple of
+    ``batch_multiple`` (XLA's vectorised loops then take one code path, see
+    iterate_chunks) and lies on the same side of SMALL_BATCH as ``full``, so the integrator
+    uses the same stage-PK formulation for every batch of a run and a patient's results are
+    bit-identical whatever batch he falls in.
+    """
+    lanes = max(-(-int(n) // batch_multiple), 1)
+    size = min(batch_multiple * (1 << (lanes - 1).bit_length()), full)
+    if full > SMALL_BATCH:
+        smallest_large = batch_multiple * (1 << max(SMALL_BATCH // batch_multiple, 0).bit_length())
+        size = max(size, min(smallest_large, full))
+    return size
+
+
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
     if array.shape[0] == size:
         return array
@@ -70,7 +95,8 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
                    observables: tuple[str, ...] | None = None,
                    on_chunk: Callable[[int, int], None] | None = None,
                    initial_scale: np.ndarray | None = None, rules: Rules | None = None,
-                   species: tuple[int, ...] | None = None) -> Iterator[ChunkResult]:
+                   species: tuple[int, ...] | None = None,
+                   population_size: int | None = None) -> Iterator[ChunkResult]:
     """Simulate a population chunk by chunk.
 
     Args:
@@ -85,6 +111,10 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         rules: monitoring rules, fields ``(n_patients, n_rules)`` (default none).
         species: PK species to simulate (default: those dosed in ``doses``); keep it
             fixed across calls to reuse the compiled simulator.
+        population_size: size of the whole population when ``params`` and ``doses`` hold
+            one chunk of it (popsim.outcomes.study.run_study calls once per chunk): full
+            chunks are padded as for that population, a short one by ``padded_batch``
+            (default: ``n_patients``).
 
     Yields:
         ChunkResult per chunk, in patient order.
@@ -128,7 +158,9 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
     # Compiled batches are a multiple of _BATCH_MULTIPLE: XLA's vectorised loops then take
     # the same code path for every patient, so results are bit-identical whatever the
     # chunk size (a remainder loop may round differently) on either side of SMALL_BATCH.
-    size = -(-min(settings.chunk_size, n) // batch_multiple) * batch_multiple
+    # A short (last) chunk is padded less, on the same side of SMALL_BATCH (padded_batch).
+    reference = max(n, int(population_size or 0))
+    size = -(-min(settings.chunk_size, reference) // batch_multiple) * batch_multiple
 
     def put(a):
         return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
@@ -151,14 +183,17 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
             busy_until = np.where(plan.patient_quiet.all(axis=1), 0, busy_until)
             order = np.argsort(busy_until, kind="stable")
             batches = [order[i:i + group] for i in range(0, m, group)]
-            batch_size = group
+            full = group
         else:
             batches = [np.arange(m)]
-            batch_size = size
+            full = size
         host: dict[str, np.ndarray] = {}
         failed_all = np.zeros(m, bool)
         evaluations = 0.0
+        simulated = 0
         for rows in batches:
+            batch_size = padded_batch(rows.size, full, batch_multiple)
+            simulated += batch_size
             take = begin + rows
             grid = plan.grid
             own_quiet = plan.patient_quiet[rows]
@@ -181,4 +216,4 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
             evaluations += field_evaluations(grid, settings.method) * rows.size
         if on_chunk is not None:
             on_chunk(end, n)
-        yield ChunkResult(slice(begin, end), host, failed_all, int(round(evaluations / m)))
+        yield ChunkResult(slice(begin, end), host, failed_all, int(round(evaluations / m)), simulated)
