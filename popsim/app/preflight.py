@@ -474,6 +474,8 @@ def check_popsim(argv: list[str]) -> Checked:
                 continue
             if k == 0:
                 check_output_dir(*output_dir_of(cfg, argv))
+            if cfg.get("resume") is not None:
+                _check_resume(cfg, argv, combos)
             try:
                 typed = OmegaConf.to_object(without_hydra(cfg))
                 plan = build_run(typed)
@@ -484,6 +486,35 @@ def check_popsim(argv: list[str]) -> Checked:
                 raise Rejected(explain_compose_error(e, combo, POPSIM_SCHEMA)) from None
             warnings += [w for w in found if w not in warnings]
     return Checked(warnings)
+
+
+def _check_resume(cfg, argv: Sequence[str], combos: Sequence) -> None:
+    """``resume=<run dir>``: one run, into that folder, with that run's settings."""
+    from popsim.app.resume import check_resume
+
+    if is_multirun(argv) or len(combos) > 1:
+        raise Rejected("resume: resumes one run, not a sweep; to resume a sweep run it again with "
+                       "hydra.sweep.dir=<the sweep folder> (finished jobs are skipped)")
+    try:
+        run_dir = check_resume(str(cfg.resume), without_hydra(cfg))
+    except ValueError as e:
+        raise Rejected(one_line(e)) from None
+    given = Path(os.path.expanduser(str(cfg.hydra.run.dir)))
+    if any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in split_overrides(list(argv))[0]) and (
+            given.absolute() != run_dir):
+        raise Rejected(f"resume: '{cfg.resume}' and hydra.run.dir={cfg.hydra.run.dir} are different folders; "
+                       "a resumed run writes into the folder it resumes (leave hydra.run.dir out)")
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """``argv`` with ``hydra.run.dir=<folder>`` added for ``resume=<folder>`` (the resumed
+    run writes into the folder it resumes)."""
+    overrides, _ = split_overrides(argv)
+    folder = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "resume"), None)
+    if folder in (None, "", "null", "None") or any(
+            o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in overrides):
+        return argv
+    return [*argv, f"hydra.run.dir={folder}"]
 
 
 def check(argv: list[str]) -> str | None:

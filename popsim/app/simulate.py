@@ -27,6 +27,7 @@ from popsim.app import preflight
 from popsim.app.callbacks import finish_sweeps
 from popsim.app.outputs import COMPLETE_MARKER, staged_outputs
 from popsim.app.progress import chunk_progress
+from popsim.app.resume import ChunkStore, study_config
 from popsim.app.store import CONFIG_MODULE, CONFIG_NAME, register
 from popsim.config.build import build_run
 from popsim.outcomes import distributed
@@ -78,10 +79,15 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
 
 
 def already_done(run_dir: Path, cfg: DictConfig) -> bool:
-    """Whether ``run_dir`` holds the complete outputs of a run of exactly ``cfg``."""
+    """Whether ``run_dir`` holds the complete outputs of a run of exactly ``cfg`` (whether
+    or not either was resumed)."""
     config = run_dir / "config.yaml"
-    return ((run_dir / COMPLETE_MARKER).is_file() and config.is_file()
-            and config.read_text() == OmegaConf.to_yaml(cfg, resolve=True))
+    if not ((run_dir / COMPLETE_MARKER).is_file() and config.is_file()):
+        return False
+    stored, given = OmegaConf.load(config), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for c in (stored, given):
+        c.pop("resume", None)
+    return OmegaConf.to_yaml(stored) == OmegaConf.to_yaml(given)
 
 
 @hydra.main(config_path="pkg://popsim.configs", config_name=CONFIG_NAME, version_base="1.3")
@@ -102,17 +108,30 @@ def _run(cfg: DictConfig) -> float | None:
              plan.info["protocol"], plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision,
              jax.local_device_count(), jax.default_backend())
     started = time.perf_counter()
+    store = None
     with chunk_progress(plan.study.n_patients, enabled=typed.output.progress) as on_chunk:
         if jax.process_count() > 1:
             log.info("process 0 of %d: the other processes simulate their blocks of the cohort", jax.process_count())
+            if typed.resume is not None:
+                log.warning("resume: chunks are not stored across several processes; simulating every patient")
             result = distributed.run_study_across_processes(plan.design, plan.study, on_chunk=on_chunk)
         else:
-            result = run_study(plan.design, plan.study, on_chunk=on_chunk)
+            # Each chunk is stored as it completes, so that a killed run can resume (resume=<run dir>).
+            store = ChunkStore(run_dir, study_config(cfg))
+            store.start(resume=typed.resume is not None)
+            completed = store.completed() if typed.resume is not None else {}
+            if typed.resume is not None:
+                log.info("resuming %s: %d completed chunks of %d patients found", run_dir, len(completed),
+                         plan.study.settings.chunk_size)
+            result = run_study(plan.design, plan.study, on_chunk=on_chunk, completed_chunks=completed,
+                               on_chunk_result=store.save)
     elapsed = time.perf_counter() - started
     n_failed = int(np.sum(result.outcomes["failed"]))
     log.info("simulated %d patients in %.1f s (%.0f patients/s); %d numerical failures", plan.study.n_patients,
              elapsed, plan.study.n_patients / elapsed, n_failed)
     write_run_outputs(run_dir, cfg, plan, result, elapsed, typed.output.figures, typed.output.report)
+    if store is not None:
+        store.remove()  # the outputs are complete: the chunks are no longer needed
     print(f"popsim: outputs written to {run_dir}")
     return None
 
@@ -146,7 +165,8 @@ def _worker(argv: list[str]) -> None:
 def main() -> None:
     """Entry point of the ``popsim`` command."""
     register()
-    argv = sys.argv[1:]
+    argv = preflight.resume_argv(sys.argv[1:])
+    sys.argv[1:] = argv  # Hydra reads sys.argv: a resumed run writes into the folder it resumes
     across = distributed.requested()
     if across:
         distributed.initialize()  # before any JAX computation, the checks' included

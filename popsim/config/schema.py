@@ -179,3 +179,5 @@ class PopsimConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
     outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    # Run directory of an interrupted run to finish from its completed chunks (same settings).
+    resume: Optional[str] = None

@@ -8,7 +8,7 @@ trajectories is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -92,6 +92,20 @@ class StudyResult(NamedTuple):
     simulated_patients: int = 0
 
 
+class ChunkOutcome(NamedTuple):
+    """The results of one chunk of a study, as run_study collects them.
+
+    Attributes:
+        outcomes: ``{column: (n_chunk,)}`` (patient_id among them).
+        trajectories: ``{observable: (n_kept, n_kept_times)}`` of its kept patients.
+        trajectory_patient_ids: ``(n_kept,)``.
+    """
+
+    outcomes: dict[str, np.ndarray]
+    trajectories: dict[str, np.ndarray]
+    trajectory_patient_ids: np.ndarray
+
+
 def simulation_length_days(design: CohortDesign, study: StudySpec) -> float:
     """Days to simulate so that every patient reaches his horizon (fixed per study)."""
     longest_interval = max(arm.interval_days.upper_bound() for arm in design.trt.arms)
@@ -141,7 +155,9 @@ def _compact(name: str, values: np.ndarray) -> np.ndarray:
 
 def run_study(design: CohortDesign, study: StudySpec,
               on_chunk: Callable[[int, int], None] | None = None,
-              patient_range: tuple[int, int] | None = None) -> StudyResult:
+              patient_range: tuple[int, int] | None = None,
+              completed_chunks: Mapping[int, ChunkOutcome] | None = None,
+              on_chunk_result: Callable[[int, ChunkOutcome], None] | None = None) -> StudyResult:
     """Simulate a cohort chunk by chunk and return its outcome table.
 
     Args:
@@ -149,6 +165,11 @@ def run_study(design: CohortDesign, study: StudySpec,
         study: sizes, seed, origin, endpoints, outputs, solver settings.
         on_chunk: progress callback (patients done, total).
         patient_range: simulate only ids in [start, stop) (default: all).
+        completed_chunks: results of chunks done before, by their first patient id (e.g.
+            by an interrupted run of the same study): reused, not simulated again. A chunk
+            whose patient ids are not those of this study's chunk there is simulated.
+        on_chunk_result: called with (first patient id, ChunkOutcome) after each chunk
+            simulated, e.g. to store it so that an interrupted run can resume.
 
     Returns:
         StudyResult; results for a patient do not depend on the chunk size.
@@ -172,48 +193,21 @@ def run_study(design: CohortDesign, study: StudySpec,
     done = simulated = 0
     for begin in range(start, stop, chunk):
         ids = np.arange(begin, min(begin + chunk, stop))
-        cohort = sample_cohort(design, key_population, ids)
-        dosing = cohort_dosing(cohort.trt, design.protocol, cohort.protocol)
-        origin = _origin(study, design, dosing)
-        result = next(iterate_chunks(cohort.params, dosing.doses, times, study.settings, observables=observables,
-                                     initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules),
-                                     species=species, population_size=study.n_patients))
-        simulated += result.simulated_patients
-        outputs = result.outputs
-        rows = compute_outcomes(times, outputs, cohort.params, origin, study.recovery_horizon_days,
-                                dosing.trt.first_dose_day, dosing.trt.first_missed_dose_day, study.endpoints,
-                                key_semen, ids)
-        failed = result.failed
-        for name in list(rows):
-            if name.endswith("_days"):
-                rows[name] = np.where(failed, np.nan, rows[name])
-            elif name.endswith("_observed"):
-                rows[name] = np.where(failed, False, rows[name])
-        table = {
-            "patient_id": ids, "man_id": cohort.man_id, "cell": cohort.cell, "failed": failed,
-            **{k: v for k, v in cohort.covariates.items()},
-            "trt_product": np.asarray(PRODUCT_NAMES)[cohort.trt["product_index"]],
-            "trt_dose_mg": cohort.trt["dose_mg"], "trt_interval_days": cohort.trt["interval_days"],
-            "trt_duration_days": cohort.trt["duration_days"],
-            "trt_last_dose_day": dosing.trt.last_dose_day, "origin_day": origin,
-            **({"protocol_arm": cohort.protocol["arm"].astype(str)} if design.protocol.arms else {}),
-            # Each man's draw of a course whose dose is a distribution (NaN: not in its arm).
-            **{f"course{c}_dose": np.where(cohort.protocol["course_given"][:, c], cohort.protocol["course_dose"][:, c],
-                                           np.nan)
-               for c, course in enumerate(design.protocol.courses) if not isinstance(course.dose, (int, float))},
-            "baseline_sperm_m_ml": cohort.params["sperm_base_m_ml"],
-            "baseline_testosterone_nmol_l": cohort.params["t_base_nmol_l"],
-            "baseline_lh_iu_l": cohort.params["lh_base_iu_l"],
-            "baseline_fsh_iu_l": cohort.params["fsh_base_iu_l"],
-            **rows,
-        }
-        for k, v in table.items():
-            columns.setdefault(k, []).append(_compact(k, np.asarray(v)))
-        keep = ids < study.n_trajectories
-        if keep.any():
-            kept_ids.append(ids[keep])
+        previous = (completed_chunks or {}).get(begin)
+        if previous is not None and np.array_equal(previous.outcomes.get("patient_id"), ids):
+            part = previous
+        else:
+            part, count = _simulate_chunk(design, study, ids, key_population, key_semen, times, observables, species,
+                                          keep_every)
+            simulated += count
+            if on_chunk_result is not None:
+                on_chunk_result(begin, part)
+        for k, v in part.outcomes.items():
+            columns.setdefault(k, []).append(v)
+        if part.trajectory_patient_ids.size:
+            kept_ids.append(part.trajectory_patient_ids)
             for k in study.trajectory_observables:
-                kept.setdefault(k, []).append(outputs[k][keep][:, ::keep_every])
+                kept.setdefault(k, []).append(part.trajectories[k])
         done += ids.size
         if on_chunk is not None:
             on_chunk(done, stop - start)
@@ -221,3 +215,47 @@ def run_study(design: CohortDesign, study: StudySpec,
     trajectories = {k: np.concatenate(v) for k, v in kept.items()}
     return StudyResult(outcomes, kept_times, trajectories,
                        np.concatenate(kept_ids) if kept_ids else np.zeros(0, np.int64), days, simulated)
+
+
+def _simulate_chunk(design: CohortDesign, study: StudySpec, ids: np.ndarray, key_population, key_semen,
+                    times: np.ndarray, observables: tuple[str, ...], species: tuple[int, ...],
+                    keep_every: int) -> tuple[ChunkOutcome, int]:
+    """One chunk of run_study: (its results, patients simulated with padding)."""
+    cohort = sample_cohort(design, key_population, ids)
+    dosing = cohort_dosing(cohort.trt, design.protocol, cohort.protocol)
+    origin = _origin(study, design, dosing)
+    result = next(iterate_chunks(cohort.params, dosing.doses, times, study.settings, observables=observables,
+                                 initial_scale=dosing.initial_scale, rules=Rules(*dosing.rules),
+                                 species=species, population_size=study.n_patients))
+    outputs = result.outputs
+    rows = compute_outcomes(times, outputs, cohort.params, origin, study.recovery_horizon_days,
+                            dosing.trt.first_dose_day, dosing.trt.first_missed_dose_day, study.endpoints,
+                            key_semen, ids)
+    failed = result.failed
+    for name in list(rows):
+        if name.endswith("_days"):
+            rows[name] = np.where(failed, np.nan, rows[name])
+        elif name.endswith("_observed"):
+            rows[name] = np.where(failed, False, rows[name])
+    table = {
+        "patient_id": ids, "man_id": cohort.man_id, "cell": cohort.cell, "failed": failed,
+        **{k: v for k, v in cohort.covariates.items()},
+        "trt_product": np.asarray(PRODUCT_NAMES)[cohort.trt["product_index"]],
+        "trt_dose_mg": cohort.trt["dose_mg"], "trt_interval_days": cohort.trt["interval_days"],
+        "trt_duration_days": cohort.trt["duration_days"],
+        "trt_last_dose_day": dosing.trt.last_dose_day, "origin_day": origin,
+        **({"protocol_arm": cohort.protocol["arm"].astype(str)} if design.protocol.arms else {}),
+        # Each man's draw of a course whose dose is a distribution (NaN: not in its arm).
+        **{f"course{c}_dose": np.where(cohort.protocol["course_given"][:, c], cohort.protocol["course_dose"][:, c],
+                                       np.nan)
+           for c, course in enumerate(design.protocol.courses) if not isinstance(course.dose, (int, float))},
+        "baseline_sperm_m_ml": cohort.params["sperm_base_m_ml"],
+        "baseline_testosterone_nmol_l": cohort.params["t_base_nmol_l"],
+        "baseline_lh_iu_l": cohort.params["lh_base_iu_l"],
+        "baseline_fsh_iu_l": cohort.params["fsh_base_iu_l"],
+        **rows,
+    }
+    outcomes = {k: _compact(k, np.asarray(v)) for k, v in table.items()}
+    keep = ids < study.n_trajectories
+    trajectories = {k: outputs[k][keep][:, ::keep_every] for k in study.trajectory_observables} if keep.any() else {}
+    return ChunkOutcome(outcomes, trajectories, ids[keep]), result.simulated_patients
