@@ -40,6 +40,24 @@ def test_chunk_size_does_not_change_per_patient_results():
         np.testing.assert_array_equal(a.trajectories[name], b.trajectories[name], err_msg=name)
 
 
+def test_completed_chunks_are_reused_and_the_others_simulated():
+    study = StudySpec(n_patients=70, recovery_horizon_days=200.0, n_trajectories=40,
+                      settings=popsim.SolverSettings(chunk_size=32))
+    stored = {}
+    whole = run_study(DESIGN, study, on_chunk_result=lambda begin, part: stored.setdefault(begin, part))
+    assert sorted(stored) == [0, 32, 64] and whole.simulated_patients == 32 + 32 + 32
+    # Chunk 32 lost (killed while it ran): only it is simulated again.
+    again = []
+    resumed = run_study(DESIGN, study, completed_chunks={0: stored[0], 64: stored[64]},
+                        on_chunk_result=lambda begin, part: again.append(begin))
+    assert again == [32] and resumed.simulated_patients == 32
+    for name in whole.outcomes:
+        np.testing.assert_array_equal(whole.outcomes[name], resumed.outcomes[name], err_msg=name)
+    for name in whole.trajectories:
+        np.testing.assert_array_equal(whole.trajectories[name], resumed.trajectories[name], err_msg=name)
+    np.testing.assert_array_equal(whole.trajectory_patient_ids, resumed.trajectory_patient_ids)
+
+
 def test_protocol_arms_share_their_men_common_random_numbers():
     hcg = Protocol("hcg", (ProtocolCourse("hcg", 1500, "IU", 3.5, 120.0),))
     key = jax.random.PRNGKey(0)
