@@ -24,7 +24,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from popsim.dosing.table import DoseTable
 from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
-from popsim.solve.integrator import SMALL_BATCH, OutputGrid, Rules, population_simulator
+from popsim.solve import integrator
+from popsim.solve.integrator import OutputGrid, Rules, population_simulator
 from popsim.solve.methods import get_method
 from popsim.solve.schedule import field_evaluations, plan_schedule
 from popsim.solve.settings import SolverSettings
@@ -77,8 +78,9 @@ def padded_batch(n: int, full: int, batch_multiple: int) -> int:
     """
     lanes = max(-(-int(n) // batch_multiple), 1)
     size = min(batch_multiple * (1 << (lanes - 1).bit_length()), full)
-    if full > SMALL_BATCH:
-        smallest_large = batch_multiple * (1 << max(SMALL_BATCH // batch_multiple, 0).bit_length())
+    small = integrator.SMALL_BATCH
+    if full > small:
+        smallest_large = batch_multiple * (1 << max(small // batch_multiple, 0).bit_length())
         size = max(size, min(smallest_large, full))
     return size
 
