@@ -133,6 +133,12 @@ def test_a_resume_with_other_settings_is_refused_in_one_line(tmp_path):
     assert error.startswith("resume: ") and "different folders" in error
     assert sorted(p.name for p in (run_dir / resume.CHUNKS).iterdir()) == [resume.STUDY_FILE]
     assert not (tmp_path / "other").exists()
+    # Chunks of another popsim version are not mixed in.
+    older = resume.study_config(compose_config(["population.size=40"]))
+    older["versions"]["popsim"] = "0.0.1"
+    resume.ChunkStore(tmp_path / "older", older).start(resume=False)
+    error = preflight.check(["population.size=40", f"resume={tmp_path / 'older'}"])
+    assert 'versions.popsim: the run has "0.0.1"' in error, error
 
 
 def test_the_fingerprint_ignores_output_only_keys():

@@ -18,9 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+import popsim
 from popsim.outcomes.study import ChunkOutcome
 
 CHUNKS = "chunks"
@@ -30,7 +32,8 @@ OUTPUT_ONLY = ("resume", "output.figures", "output.report", "output.progress")
 
 
 def study_config(cfg: DictConfig | Mapping) -> dict:
-    """The resolved configuration without the hydra node and the output-only keys."""
+    """The resolved configuration without the hydra node and the output-only keys, with the
+    versions of popsim and JAX (chunks of another version are not mixed in)."""
     container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(
         json.dumps(cfg))
     container.pop("hydra", None)
@@ -41,6 +44,7 @@ def study_config(cfg: DictConfig | Mapping) -> dict:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(last, None)
+    container["versions"] = {"popsim": popsim.__version__, "jax": jax.__version__}
     return container
 
 
@@ -81,7 +85,8 @@ def check_resume(path: str, cfg: DictConfig | Mapping) -> Path:
     elif (run_dir / "config.yaml").is_file():
         stored = study_config(OmegaConf.load(run_dir / "config.yaml"))
     else:
-        raise ValueError(f"resume: '{path}' holds no popsim run ({CHUNKS}/{STUDY_FILE} and config.yaml are missing)")
+        raise ValueError(f"resume: '{path}' holds no popsim run ({CHUNKS}/{STUDY_FILE} and config.yaml are missing; "
+                         "a run killed before it began simulating is run again without resume=)")
     given = study_config(cfg)
     if fingerprint(stored) != fingerprint(given):
         raise ValueError(f"resume: the run in '{path}' was made with another configuration ({differences(stored, given)}); "
