@@ -3,14 +3,15 @@
 path (``popsim.calibration.fit.calibrate_problem``): leapfrog steps and tree depth per
 draw, step size, divergences, wall time and the ESS of the population parameters.
 
-    python benchmarks/calibration_nuts_trial.py PARAMETERIZATION WARMUP SAMPLES MAX_TREE_DEPTH OUT.json [MASS_MATRIX [GRADIENT]]
+    python benchmarks/calibration_nuts_trial.py PARAMETERIZATION WARMUP SAMPLES MAX_TREE_DEPTH OUT.json [MASS_MATRIX [GRADIENT [DT_DAYS]]]
     python benchmarks/calibration_nuts_trial.py centred 20 20 5 nuts.json     # ~25 min on 2 cores
     python benchmarks/calibration_nuts_trial.py mixed 30 30 5 nuts.json laplace
 
     python benchmarks/calibration_nuts_trial.py mixed 60 40 5 nuts.json diagonal finite_difference
 
 MASS_MATRIX: diagonal (default), dense or laplace; GRADIENT: finite_difference or reverse
-(default: InferenceSettings' default, reverse with laplace; popsim.calibration.inference).
+(default: InferenceSettings' default, reverse with laplace; popsim.calibration.inference);
+DT_DAYS: the likelihood step (default: CalibrationSpec's default).
 """
 
 import json
@@ -28,13 +29,14 @@ from popsim.calibration.problem import build_problem
 from popsim.calibration.spec import CalibrationSpec
 from popsim.calibration.synthetic import EXAMPLE_CSV
 
-if len(sys.argv) not in (6, 7, 8):
+if len(sys.argv) not in (6, 7, 8, 9):
     sys.exit(__doc__)
 par, warmup, samples, depth, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 mass_matrix = sys.argv[6] if len(sys.argv) >= 7 else "diagonal"
-gradient = sys.argv[7] if len(sys.argv) == 8 else ("reverse" if mass_matrix == "laplace" else
+gradient = sys.argv[7] if len(sys.argv) >= 8 else ("reverse" if mass_matrix == "laplace" else
                                                    InferenceSettings().gradient)
-spec = CalibrationSpec(dt_days=0.25, parameterization=par)
+dt_days = float(sys.argv[8]) if len(sys.argv) == 9 else CalibrationSpec().dt_days
+spec = CalibrationSpec(dt_days=dt_days, parameterization=par)
 settings = InferenceSettings(chains=1, warmup=warmup, samples=samples, max_tree_depth=depth, progress_bar=True, seed=0,
                              mass_matrix=mass_matrix, gradient=gradient)
 t0 = time.perf_counter()
@@ -50,7 +52,7 @@ for site in ("theta_pop", "omega", "sigma"):
 res = {"host": platform.node(), "parameterization": par, "chains": 1, "warmup": warmup, "samples": samples,
        "max_tree_depth": depth, "target_accept": settings.target_accept, "mass_matrix": settings.mass_matrix,
        "gradient": settings.gradient,
-       "init_steps": settings.init_steps, "dt_days": 0.25,
+       "init_steps": settings.init_steps, "dt_days": dt_days,
        "timings_s": {k: round(v, 1) for k, v in p.timings_s.items()},
        "wall_time_s_calibrate": round(result.wall_time_s, 1), "wall_time_s_total": round(time.perf_counter() - t0, 1),
        "kept_draws": {"mean_n_steps": float(s["n_steps"].mean()), "max_n_steps": int(s["n_steps"].max()),

@@ -267,6 +267,15 @@ def _run(cfg: DictConfig) -> None:
             step_check["worst_case"], "" if level == logging.INFO else " -- lower solver.dt_days")
     result = calibrate_problem(problem, plan.spec, plan.inference)
     log.info("inference took %.1f s", result.wall_time_s)
+    if result.posterior.metric.get("converged") is False:
+        log.warning("laplace: no proper posterior mode was found (largest gradient %.3g after the Newton steps; "
+                    "most likely a centred parameter's IIV sd collapsing, the centred funnel): do not use these draws; "
+                    "use inference.method=nuts, or mark that parameter centred: false in model.estimated",
+                    result.posterior.metric["largest_gradient_at_mode"])
+    for flat in result.posterior.metric.get("flat_directions", []):
+        log.warning("laplace: a direction curved only %.3g at the mode (%s): the Gaussian approximation is "
+                    "unreliable along it and its draws are given a unit scale; check with inference.method=nuts",
+                    flat["curvature"], ", ".join(flat["largest_loadings"]))
     diagnostics = _write(run_dir, cfg, plan, result, data, step_check)
     if diagnostics.get("r_hat_max_population") is not None:
         log.info("max r_hat (population) %.3f, min bulk ESS %.0f (%.2f per s), %d divergences",

@@ -30,7 +30,16 @@ MASS_MATRICES = ("laplace", "diagonal", "dense")
 # has a scale of about 1): flatter or negative directions get a standard deviation of at
 # most 1/sqrt(0.05) ~ 4.5 instead of an unbounded one.
 LAPLACE_MIN_CURVATURE = 0.05
-METHODS = ("nuts", "svi")
+# Smallest curvature of the Laplace fit's Newton steps and draws (unconstrained space): a
+# standardised individual effect's Normal(0, 1) prior has curvature 1, so a direction the
+# data and priors together curve less than that (the weakly identified IIV sd of a
+# parameter each man's data say little about) is given the scale of that prior instead of
+# an unbounded one, and is reported (run_laplace's "flat_directions").
+LAPLACE_FIT_MIN_CURVATURE = 1.0
+METHODS = ("nuts", "svi", "laplace")
+# Sites with one row per patient: each man's likelihood depends only on his own row, which
+# makes the Hessian's patient block block-diagonal (structured_hessian).
+PATIENT_SITES = ("z", "eta", "log_theta")
 GRADIENTS = DERIVATIVES  # how the likelihood is differentiated (make_predictor)
 GUIDES = ("normal", "multivariate_normal")
 
@@ -44,27 +53,31 @@ class InferenceSettings:
     """How the posterior is computed.
 
     Attributes:
-        method: "nuts" or "svi".
+        method: "nuts", "svi" or "laplace" (the MAP estimate refined by Newton steps, and
+            draws from the Gaussian with the inverse Hessian there: structured_hessian;
+            about 2 (3 K + A) + newton_steps gradients, whatever the number of men).
         chains, warmup, samples: NUTS chains and draws per chain (SVI: ``samples`` draws).
         chain_method: "parallel" (one chain per device; the app makes one CPU device per
             core), "sequential" or "vectorized".
         target_accept: NUTS target acceptance probability.
         max_tree_depth: NUTS tree depth limit (2^depth leapfrog steps at most).
         mass_matrix: NUTS metric. "diagonal" (default) or "dense": numpyro's windowed
-            adaptation during warm-up; "laplace": the inverse Hessian of the potential at
-            the MAP start (dense, fixed; warm-up adapts only the step size), for
-            near-Gaussian posteriors where a short warm-up cannot learn a dense metric.
+            adaptation during warm-up; "laplace": every chain starts at the mode of
+            laplace_mode (Adam, then Newton steps) and the inverse of the structured
+            Hessian there is the metric (dense, fixed; warm-up adapts only the step size),
+            for near-Gaussian posteriors where a short warm-up cannot learn a dense metric.
         gradient: how the log density is differentiated (popsim.calibration.problem
             .make_predictor): "finite_difference" (default: forward differences in each
             man's parameters, one batched simulation of K + 1 copies of the cohort;
             1.4-1.7x faster than reverse mode on a 2-core CPU for K = 4, and NUTS stays
             exact because its acceptance uses the exact log density) or "reverse" (exact
             reverse mode through the integrator; cheaper when many parameters are
-            estimated, and required by the "laplace" metric, which differentiates the
-            gradient).
+            estimated).
         init_steps: Adam steps of the MAP start (0: start from the prior medians).
         init_learning_rate: Adam step size of the MAP start.
         svi_steps, svi_learning_rate, guide: SVI settings ("normal" or "multivariate_normal").
+        newton_steps: Newton steps of the Laplace fit after the Adam start (each one
+            gradient and, while the step is not yet small, one structured Hessian).
         seed: PRNG seed; the same seed gives the same draws on the same machine.
         progress_bar: show NUTS/SVI progress.
     """
@@ -83,6 +96,7 @@ class InferenceSettings:
     svi_steps: int = 2000
     svi_learning_rate: float = 0.01
     guide: str = "normal"
+    newton_steps: int = 5
     seed: int = 0
     progress_bar: bool = True
 
@@ -97,20 +111,13 @@ def validate_settings(s: InferenceSettings) -> None:
         raise InferenceError(f"inference.mass_matrix must be one of {MASS_MATRICES}, got {s.mass_matrix!r}")
     if s.gradient not in GRADIENTS:
         raise InferenceError(f"inference.gradient must be one of {GRADIENTS}, got {s.gradient!r}")
-    if s.method == "nuts" and s.mass_matrix == "laplace" and s.gradient != "reverse":
-        raise InferenceError("inference.mass_matrix=laplace takes the Hessian by differencing the gradient, which "
-                             "needs the exact one: set inference.gradient=reverse, or choose "
-                             "inference.mass_matrix=diagonal")
-    if s.method == "nuts" and s.mass_matrix == "laplace" and s.init_steps == 0:
-        raise InferenceError("inference.mass_matrix=laplace needs the MAP start: set inference.init_steps >= 1, "
-                             "or choose inference.mass_matrix=diagonal")
     if s.guide not in GUIDES:
         raise InferenceError(f"inference.guide must be one of {GUIDES}, got {s.guide!r}")
     for name in ("chains", "samples", "svi_steps", "max_tree_depth"):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InferenceError(f"inference.{name} must be an integer >= 1, got {value!r}")
-    for name in ("warmup", "init_steps", "seed"):
+    for name in ("warmup", "init_steps", "seed", "newton_steps"):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InferenceError(f"inference.{name} must be an integer >= 0, got {value!r}")
@@ -130,7 +137,7 @@ class Posterior:
         draws: ``{site: (chains, draws, *site_shape)}`` latent and deterministic sites.
         sample_stats: ``{stat: (chains, draws)}`` (NUTS: diverging, accept_prob,
             step_size, tree_depth, n_steps, energy, lp; SVI: empty).
-        method: "nuts" or "svi".
+        method: "nuts", "svi" or "laplace".
         settings: the InferenceSettings used.
         timings_s: wall times, seconds: "init" (MAP start), "laplace" (its metric),
             "warmup_and_sampling" or "svi".
@@ -249,17 +256,20 @@ def run_nuts(model: Callable, settings: InferenceSettings, latent_sites: tuple[s
     key = jax.random.PRNGKey(settings.seed)
     init_key, run_key = jax.random.split(key)
     timings, losses, init_params = {}, None, None
-    if settings.init_steps:
-        start, losses, timings["init"] = map_start(model, settings, init_key)
-        start = {k: v for k, v in start.items() if k in latent_sites}
-        init_params = _jittered_starts(model, start, settings.chains, jax.random.fold_in(key, 1))
     metric = {"dense_mass": settings.mass_matrix == "dense"}
     metric_info = {"mass_matrix": settings.mass_matrix}
     if settings.mass_matrix == "laplace":
-        inverse_mass, laplace = laplace_inverse_mass(model, start)
-        timings["laplace"] = laplace.pop("seconds")
-        metric_info.update(laplace)
-        metric = {"dense_mass": True, "adapt_mass_matrix": False, "inverse_mass_matrix": jnp.asarray(inverse_mass)}
+        # Start every chain at the mode and use the inverse Hessian there as a fixed dense metric.
+        fit = laplace_mode(model, settings, init_key)
+        start, losses = fit["constrained"], fit["losses"]
+        timings.update(fit["timings"])
+        metric_info.update(fit["info"])
+        metric = {"dense_mass": True, "adapt_mass_matrix": False, "inverse_mass_matrix": jnp.asarray(fit["covariance"])}
+    elif settings.init_steps:
+        start, losses, timings["init"] = map_start(model, settings, init_key)
+    if settings.mass_matrix == "laplace" or settings.init_steps:
+        start = {k: v for k, v in start.items() if k in latent_sites}
+        init_params = _jittered_starts(model, start, settings.chains, jax.random.fold_in(key, 1))
     kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth, **metric)
     chain_method = settings.chain_method
     if chain_method == "parallel" and jax.local_device_count() < settings.chains:
@@ -306,9 +316,207 @@ def run_svi(model: Callable, settings: InferenceSettings) -> Posterior:
                      losses=np.asarray(result.losses), n_gradient_evaluations=settings.svi_steps)
 
 
+def structured_hessian(gradient: Callable, x: np.ndarray, unravel: Callable, patient_sites: dict,
+                       step: float = 1e-2) -> tuple[np.ndarray, int]:
+    """Hessian ``(d, d)`` of a hierarchical potential at ``x`` ``(d,)`` by central
+    differences of ``gradient``, in 2 (K + G) gradient calls instead of 2 d.
+
+    Each man's likelihood depends only on his own row of the patient sites (``(n, K)``
+    each) and on the G global coordinates, so the patient-patient part of the Hessian is
+    block-diagonal (n blocks of K x K). One difference that moves column k of every man's
+    row at once therefore gives column k of every man's block together (a colouring of
+    the Hessian's sparsity pattern, as in Curtis, Powell & Reid 1974); each global
+    coordinate is differenced alone and gives its full column, hence by symmetry its
+    row. The result is symmetrised.
+
+    Args:
+        gradient: ``(d,)`` -> ``(d,)`` gradient of the potential (flat, numpyro's order).
+        x: the point.
+        unravel: flat vector -> dict of sites (``jax.flatten_util.ravel_pytree``'s).
+        patient_sites: ``{site: (n, K) array}`` of the point's patient sites (for shapes).
+        step: difference step in the unconstrained coordinates.
+
+    Returns:
+        ``(hessian, gradient_calls)``.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    x = np.asarray(x, np.float64)
+    d = x.size
+    template = {k: np.zeros(np.shape(v)) for k, v in unravel(jnp.asarray(x)).items()}
+
+    def flat(sites: dict) -> np.ndarray:
+        return np.asarray(ravel_pytree({k: jnp.asarray(sites.get(k, template[k])) for k in template})[0], np.float64)
+
+    # Which flat coordinates belong to which (patient, column) of a patient site.
+    owner_patient = np.full(d, -1)
+    owner_column = np.full(d, -1)
+    for site, value in patient_sites.items():
+        n, k = np.shape(value)
+        patient_index = flat({site: np.broadcast_to(np.arange(n)[:, None] + 1.0, (n, k))})
+        column_index = flat({site: np.broadcast_to(np.arange(k)[None, :] + 1.0, (n, k))})
+        in_site = patient_index > 0
+        owner_patient[in_site] = patient_index[in_site].astype(int) - 1
+        owner_column[in_site] = column_index[in_site].astype(int) - 1
+    in_patient = owner_patient >= 0
+    hessian = np.zeros((d, d))
+    calls = 0
+
+    def column_of(direction: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 2
+        up = np.asarray(gradient(x + step * direction), np.float64)
+        down = np.asarray(gradient(x - step * direction), np.float64)
+        return (up - down) / (2.0 * step)
+
+    # Colours of the patient block: one per (site, column).
+    colours = sorted({(site, c) for site, v in patient_sites.items() for c in range(np.shape(v)[1])})
+    for site, c in colours:
+        n, k = np.shape(patient_sites[site])
+        direction = flat({site: np.broadcast_to((np.arange(k) == c).astype(float), (n, k))})
+        change = column_of(direction)
+        moved = np.flatnonzero(direction)
+        for j in moved:  # man owner_patient[j]'s column j: rows of his own coordinates
+            rows = np.flatnonzero(in_patient & (owner_patient == owner_patient[j]))
+            hessian[rows, j] = change[rows]
+    for j in np.flatnonzero(~in_patient):
+        direction = np.zeros(d)
+        direction[j] = 1.0
+        hessian[:, j] = column_of(direction)
+        hessian[j, in_patient] = hessian[in_patient, j]
+    return 0.5 * (hessian + hessian.T), calls
+
+
+def _flat_names(unravel: Callable, d: int) -> list[str]:
+    """``site[i, j]`` label of each flat unconstrained coordinate (numpyro's order)."""
+    from jax.flatten_util import ravel_pytree
+
+    shapes = {k: np.shape(v) for k, v in unravel(jnp.zeros(d)).items()}
+    labels = []
+    for site in sorted(shapes):  # ravel_pytree flattens a dict by sorted key
+        for index in np.ndindex(*shapes[site]):
+            labels.append(f"{site}[{', '.join(map(str, index))}]" if index else site)
+    return labels
+
+
+def laplace_mode(model: Callable, settings: InferenceSettings, key) -> dict:
+    """The posterior mode and the Hessian there, in numpyro's unconstrained space: Adam
+    (``init_steps``), then up to ``newton_steps`` saddle-free Newton steps with the
+    structured Hessian and a backtracking line search on the potential.
+
+    Returns:
+        ``{"mode": (d,) flat point, "unravel", "hessian": (d, d), "covariance": (d, d)
+        (inverse Hessian, curvatures floored at LAPLACE_FIT_MIN_CURVATURE), "constrained":
+        the mode's constrained sites, "losses": Adam's trace, "timings", "gradient_calls",
+        "info": dimension, flat directions, curvatures, Newton steps, gradients}``.
+    """
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import constrain_fn, init_to_value, initialize_model
+
+    timings = {}
+    if settings.init_steps > 0:
+        start, losses, timings["init"] = map_start(model, settings, key)
+        init = {"init_strategy": init_to_value(values=start)}
+    else:
+        losses, init = None, {"init_strategy": numpyro.infer.init_to_median(num_samples=15)}
+    t0 = time.perf_counter()
+    info = initialize_model(jax.random.PRNGKey(0), model, **init)
+    flat0, unravel = ravel_pytree(info.param_info.z)
+    dtype = flat0.dtype
+    value_and_gradient = jax.jit(jax.value_and_grad(lambda v: info.potential_fn(unravel(v))))
+
+    def potential_gradient(v):
+        value, grad = value_and_gradient(jnp.asarray(v, dtype))
+        return float(value), np.asarray(grad, np.float64)
+
+    patient_sites = {k: v for k, v in info.param_info.z.items() if k in PATIENT_SITES}
+    x = np.asarray(flat0, np.float64)
+    potential, grad = potential_gradient(x)
+    start_gradient = float(np.max(np.abs(grad)))
+    gradient_calls = 1
+    newton = []
+    hessian = None
+    for _ in range(settings.newton_steps):
+        hessian, calls = structured_hessian(lambda v: potential_gradient(v)[1], x, unravel, patient_sites)
+        gradient_calls += calls
+        # Saddle-free Newton step (curvatures by absolute value, floored): downhill along
+        # a direction of negative curvature too, and bounded along flat ones.
+        curvature, vectors = np.linalg.eigh(hessian)
+        move = -(vectors / np.maximum(np.abs(curvature), LAPLACE_FIT_MIN_CURVATURE)) @ (vectors.T @ grad)
+        accepted = False
+        for fraction in (1.0, 0.5, 0.25, 0.125, 0.0625):
+            trial = x + fraction * move
+            trial_potential, trial_grad = potential_gradient(trial)
+            gradient_calls += 1
+            if np.isfinite(trial_potential) and trial_potential <= potential:
+                accepted = True
+                break
+        decrease = potential - trial_potential if accepted else 0.0
+        newton.append({"potential": trial_potential if accepted else potential, "fraction": fraction if accepted else 0.0,
+                       "largest_gradient": float(np.max(np.abs(trial_grad if accepted else grad)))})
+        if not accepted:
+            break
+        x, potential, grad = trial, trial_potential, trial_grad
+        hessian = None  # the mode moved: take the Hessian again there
+        if decrease < 1e-2:
+            break
+    if hessian is None:
+        hessian, calls = structured_hessian(lambda v: potential_gradient(v)[1], x, unravel, patient_sites)
+        gradient_calls += calls
+    if not np.all(np.isfinite(hessian)):
+        raise FloatingPointError("the Hessian of the potential at the MAP estimate is not finite; "
+                                 "use inference.method=nuts or svi")
+    curvature, vectors = np.linalg.eigh(hessian)
+    floored = np.maximum(curvature, LAPLACE_FIT_MIN_CURVATURE)
+    names = _flat_names(unravel, x.size)
+    flat_directions = [{"curvature": float(c),
+                        "largest_loadings": {names[j]: round(float(vectors[j, i]), 3)
+                                             for j in np.argsort(-np.abs(vectors[:, i]))[:3]}}
+                       for i, c in enumerate(curvature) if c < LAPLACE_FIT_MIN_CURVATURE]
+    timings["laplace"] = time.perf_counter() - t0
+    # A proper mode: the gradient has fallen well below its scale at the start. It does not
+    # exist when a centred parameter's IIV sd can shrink to 0 with every man's value at the
+    # typical one (the centred funnel, where the density grows without bound).
+    converged = bool(np.max(np.abs(grad)) <= max(1.0, 0.05 * start_gradient))
+    constrained = constrain_fn(model, (), {}, unravel(jnp.asarray(x, dtype)))
+    return {"mode": x, "unravel": unravel, "dtype": dtype, "hessian": hessian,
+            "covariance": (vectors / floored) @ vectors.T, "scale": vectors / np.sqrt(floored),
+            "constrained": {k: v for k, v in constrained.items() if k in info.param_info.z},
+            "losses": losses, "timings": timings, "gradient_calls": gradient_calls,
+            "info": {"dimension": int(x.size), "converged": converged, "flat_directions": flat_directions,
+                     "min_curvature": float(curvature.min()), "max_curvature": float(curvature.max()),
+                     "newton_steps": newton, "potential_at_mode": potential,
+                     "largest_gradient_at_start": start_gradient,
+                     "largest_gradient_at_mode": float(np.max(np.abs(grad))), "gradient_calls": gradient_calls}}
+
+
+def run_laplace(model: Callable, settings: InferenceSettings) -> Posterior:
+    """Laplace approximation: the mode (laplace_mode) and ``samples`` draws from the
+    Gaussian in numpyro's unconstrained space with the inverse Hessian there as
+    covariance (curvatures floored at LAPLACE_FIT_MIN_CURVATURE), mapped back to the
+    constrained sites."""
+    from numpyro.infer.util import constrain_fn
+
+    validate_settings(settings)
+    key = jax.random.PRNGKey(settings.seed)
+    init_key, draw_key = jax.random.split(key)
+    fit = laplace_mode(model, settings, init_key)
+    x, unravel = fit["mode"], fit["unravel"]
+    normal = np.asarray(jax.random.normal(draw_key, (settings.samples, x.size)), np.float64)
+    flat_draws = x[None, :] + normal @ fit["scale"].T
+    constrain = jax.jit(jax.vmap(lambda v: constrain_fn(model, (), {}, unravel(v))))
+    latent = {k: v for k, v in constrain(jnp.asarray(flat_draws, fit["dtype"])).items() if k in fit["constrained"]}
+    with_det = numpyro.infer.Predictive(model, posterior_samples=latent, return_sites=["theta", "prediction"])(draw_key)
+    draws = {k: np.asarray(v)[None] for k, v in {**latent, **with_det}.items() if not k.startswith("_")}
+    return Posterior(draws=draws, sample_stats={}, method="laplace", settings=settings, timings_s=fit["timings"],
+                     losses=fit["losses"], n_gradient_evaluations=fit["gradient_calls"], metric=fit["info"])
+
+
 def run_inference(model: Callable, settings: InferenceSettings, latent_sites: tuple[str, ...]) -> Posterior:
-    """NUTS or SVI according to ``settings.method``."""
+    """NUTS, SVI or the Laplace approximation according to ``settings.method``."""
     validate_settings(settings)
     if settings.method == "nuts":
         return run_nuts(model, settings, latent_sites)
+    if settings.method == "laplace":
+        return run_laplace(model, settings)
     return run_svi(model, settings)

@@ -184,9 +184,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Regenerate the synthetic example lab data set.")
     parser.add_argument("--write", action="store_true", help=f"write {EXAMPLE_CSV.name} and {EXAMPLE_TRUTH.name}")
     parser.add_argument("--n-patients", type=int, default=SyntheticDesign.n_patients)
+    parser.add_argument("--seed", type=int, default=SyntheticDesign.seed)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write a data set of this size to this CSV (and its truth beside it, _truth.yaml)")
     args = parser.parse_args(argv)
-    text, truth = generate(SyntheticDesign(n_patients=args.n_patients))
-    if args.write:
+    if args.write and args.out is not None:
+        parser.error("--write regenerates the shipped example; --out writes another data set: give one")
+    text, truth = generate(SyntheticDesign(n_patients=args.n_patients, seed=args.seed))
+    if args.out is not None:
+        truth_path = args.out.with_name(args.out.stem + "_truth.yaml")
+        args.out.write_text(text)
+        truth_path.write_text(yaml.safe_dump(truth, sort_keys=False))
+        print(f"wrote {args.out} ({truth['n_observations']} observations) and {truth_path}")
+    elif args.write:
         EXAMPLE_CSV.write_text(text)
         EXAMPLE_TRUTH.write_text(yaml.safe_dump(truth, sort_keys=False))
         print(f"wrote {EXAMPLE_CSV} ({truth['n_observations']} observations) and {EXAMPLE_TRUTH}")
