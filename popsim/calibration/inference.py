@@ -348,16 +348,13 @@ def structured_hessian(gradient: Callable, x: np.ndarray, unravel: Callable, pat
     def flat(sites: dict) -> np.ndarray:
         return np.asarray(ravel_pytree({k: jnp.asarray(sites.get(k, template[k])) for k in template})[0], np.float64)
 
-    # Which flat coordinates belong to which (patient, column) of a patient site.
+    # Which patient each flat coordinate of a patient site belongs to (-1: a global one).
     owner_patient = np.full(d, -1)
-    owner_column = np.full(d, -1)
     for site, value in patient_sites.items():
         n, k = np.shape(value)
         patient_index = flat({site: np.broadcast_to(np.arange(n)[:, None] + 1.0, (n, k))})
-        column_index = flat({site: np.broadcast_to(np.arange(k)[None, :] + 1.0, (n, k))})
         in_site = patient_index > 0
         owner_patient[in_site] = patient_index[in_site].astype(int) - 1
-        owner_column[in_site] = column_index[in_site].astype(int) - 1
     in_patient = owner_patient >= 0
     hessian = np.zeros((d, d))
     calls = 0
@@ -376,9 +373,9 @@ def structured_hessian(gradient: Callable, x: np.ndarray, unravel: Callable, pat
         direction = flat({site: np.broadcast_to((np.arange(k) == c).astype(float), (n, k))})
         change = column_of(direction)
         moved = np.flatnonzero(direction)
-        for j in moved:  # man owner_patient[j]'s column j: rows of his own coordinates
-            rows = np.flatnonzero(in_patient & (owner_patient == owner_patient[j]))
-            hessian[rows, j] = change[rows]
+        # Column j (man owner_patient[j]'s coordinate) keeps the rows of that man's coordinates.
+        own_rows = in_patient[:, None] & (owner_patient[:, None] == owner_patient[moved][None, :])
+        hessian[:, moved] = np.where(own_rows, change[:, None], 0.0)
     for j in np.flatnonzero(~in_patient):
         direction = np.zeros(d)
         direction[j] = 1.0
