@@ -82,6 +82,7 @@ def make_port(jit):
                                                 P["zuclomiphene_agonism_pg_ml_per_ng_ml"], P["ki_tamoxifen_ng_ml"])
     lh_gnrh_exp, fsh_gnrh_exp, fsh_inh_exp = P["lh_gnrh_exponent"], P["fsh_gnrh_exponent"], P["fsh_inhibin_exponent"]
     k_reserve, reserve_exp = P["k_pituitary_reserve_per_day"], P["pituitary_reserve_exponent"]
+    reserve_max = P["pituitary_reserve_max"]
     gn_max, gn_ec50 = P["gonadorelin_max_drive"], P["gonadorelin_ec50_ug"]
     k_desens, k_resens = P["k_gnrh_desensitisation_per_day"], P["k_gnrh_resensitisation_per_day"]
     gn_sus_ec50, gn_sus_hill = P["gonadorelin_sustained_ec50_ug_day"], P["gonadorelin_sustained_hill"]
@@ -107,6 +108,7 @@ def make_port(jit):
                                       P["reserve_recovery_decline_per_year"])
     renewal_seed, depl_saturation = P["reserve_regrowth_floor"], P["reserve_depletion_half_saturation"]
     drive_sat = P["gnrh_drive_saturation"]
+    hyp_onset = P["hypothalamic_suppression_onset_floor"]
     hyp_ec50, hyp_hill, k_hyp_down = (P["hypothalamic_suppression_ec50"], P["hypothalamic_suppression_hill"],
                                       P["k_hypothalamic_suppression_per_day"])
     k_hyp_up, hyp_floor, hyp_decline = (P["k_hypothalamic_recovery_per_day"], P["hypothalamic_recovery_floor"],
@@ -253,6 +255,9 @@ def make_port(jit):
         dy[FA] = kf * (free_t / c[C_FT] - max(y[FA], 0.0))
         dy[FE] = kf * (estrogen_signal / p[e2_base] - max(y[FE], 0.0))
         reserve_target = _pow(max(stimulation, 0.0), p[reserve_exp])
+        if reserve_target > 1.0:  # smooth cap, as in hpg.vector_field
+            log_max = max(math.log(p[reserve_max]), 1e-6)
+            reserve_target = math.exp(log_max * math.tanh(math.log(reserve_target) / log_max))
         dy[PR] = p[k_reserve] * (reserve_target - max(y[PR], 0.0))
         responsiveness = max(y[GR], 0.0)
         d_resp = p[k_resens] * (1.0 - responsiveness)
@@ -264,7 +269,8 @@ def make_port(jit):
         capacity = max(y[HC], 0.0)
         k_cap_up = c[C_HUP] * (capacity + p[hyp_floor]) / (1.0 + p[hyp_floor])
         falling = _sigmoid((capacity - capacity_target) / 0.01)
-        dy[HC] = (k_cap_up + (p[k_hyp_down] - k_cap_up) * falling) * (capacity_target - capacity)
+        k_cap_down = p[k_hyp_down] * (p[hyp_onset] + 1.0 - min(capacity, 1.0)) / (1.0 + p[hyp_onset])
+        dy[HC] = (k_cap_up + (k_cap_down - k_cap_up) * falling) * (capacity_target - capacity)
         floor = p[ley_floor]
         stim = lh_effective / p[lh_base]
         leydig_target = floor + (c[C_CAPMAX] - floor) * stim / (c[C_HALF] + stim)

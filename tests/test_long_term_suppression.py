@@ -44,7 +44,13 @@ def test_central_recovery_after_stopping_is_slower_the_heavier_and_longer_the_ex
     days = [_first_day(times, lh[i], last[i], 0.9 * lh[i, 0]) for i in range(3)]
     assert days[0] < 6 * 7, "contraceptive doses: LH back within weeks"
     assert days[1] > 2 * days[0] and days[1] > 8 * 7, "a heavy cycle: LH takes months"
-    assert days[2] >= days[1], "a longer cycle recovers no faster"
+    # A longer cycle leaves a deeper central suppression that takes longer to lift. (LH's
+    # own return is not the measure here: after 12 months the larger Leydig deficit keeps
+    # T lower, which drives LH back about as early as after 6 months.)
+    capacity = out["hypothalamic_capacity"]
+    half_back = [_first_day(times, capacity[i], last[i], 0.5) for i in (1, 2)]
+    assert capacity[2, int(last[2])] < capacity[1, int(last[1])], "a longer cycle suppresses deeper"
+    assert half_back[1] > half_back[0], "a longer cycle recovers later centrally"
 
 
 def test_a_serm_after_a_heavy_cycle_brings_lh_back_sooner(cycles):

@@ -308,7 +308,15 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     d_feedback_androgen = k_fb * (h["free_testosterone_pmol_l"] * c["inv_free_t_base"] - y[S.FEEDBACK_ANDROGEN])
     d_feedback_estrogen = k_fb * (h["estrogen_signal_pg_ml"] * c["inv_e2_base"] - y[S.FEEDBACK_ESTROGEN])
 
-    reserve_target = jnp.exp(p["pituitary_reserve_exponent"] * logs["log_gnrh_stimulation"])
+    # The reserve is depleted by missing stimulation and restored by it, but primed above
+    # baseline by at most pituitary_reserve_max (LH after castration: ~6-13x baseline).
+    # The cap is smooth (log target = m tanh(x/m) above baseline, with continuous first and
+    # second derivatives at x = 0), so a fixed-step integrator keeps its order across it.
+    log_reserve_free = p["pituitary_reserve_exponent"] * logs["log_gnrh_stimulation"]
+    log_reserve_max = jnp.maximum(jnp.log(p["pituitary_reserve_max"]), 1e-6)
+    reserve_target = jnp.exp(jnp.where(log_reserve_free > 0.0,
+                                       log_reserve_max * jnp.tanh(log_reserve_free / log_reserve_max),
+                                       log_reserve_free))
     d_reserve = p["k_pituitary_reserve_per_day"] * (reserve_target - y[S.PITUITARY_RESERVE])
 
     d_responsiveness = p["k_gnrh_resensitisation_per_day"] * (1.0 - y[S.GNRH_RESPONSIVENESS])
@@ -327,9 +335,14 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     capacity = y[S.HYPOTHALAMIC_CAPACITY]
     capacity_floor = p["hypothalamic_recovery_floor"]
     k_capacity_up = c["k_hypothalamic_up_per_day"] * (capacity + capacity_floor) / (1.0 + capacity_floor)
+    # The fall is self-reinforcing (the mirror of the sigmoid regrowth): slow while the
+    # capacity is intact, faster once it has begun, so depth grows with months of
+    # exposure instead of saturating within weeks (C8 with C9).
+    onset_floor = p["hypothalamic_suppression_onset_floor"]
+    k_capacity_down = p["k_hypothalamic_suppression_per_day"] * (onset_floor + 1.0 - jnp.minimum(capacity, 1.0)) / (
+        1.0 + onset_floor)
     capacity_falling = jax.nn.sigmoid((capacity - capacity_target) / 0.01)
-    d_capacity = (k_capacity_up + (p["k_hypothalamic_suppression_per_day"] - k_capacity_up) * capacity_falling) * (
-        capacity_target - capacity)
+    d_capacity = (k_capacity_up + (k_capacity_down - k_capacity_up) * capacity_falling) * (capacity_target - capacity)
     if gonadorelin_sustained_ug_day is not None:
         desensitisation = p["k_gnrh_desensitisation_per_day"] * _hill_log(
             _log(gonadorelin_sustained_ug_day), c["log_gonadorelin_sustained_ec50"], p["gonadorelin_sustained_hill"])

@@ -171,10 +171,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("ki_tamoxifen_ng_ml", 60.0, "ng/mL", "hypothalamus",
        "tamoxifen concentration halving estrogen-receptor signalling",
        "assumption: 20 mg/day comparable to clomiphene 150 mg (Vermeulen 1978)"),
-    _p("hypothalamic_suppression_ec50", 4.04, "1", "hypothalamus",
+    _p("hypothalamic_suppression_ec50", 4.58, "1", "hypothalamus",
        "androgen feedback above the man's own baseline (free T / baseline - 1) that halves the capacity of "
        "the GnRH pulse generator after prolonged exposure",
-       "calibrated jointly to C1/C7/C9 (docs/validation.md): hormonal recovery after supraphysiological "
+       "calibrated jointly to C1/C7/C8/C9 (docs/validation.md): hormonal recovery after supraphysiological "
        "androgens takes months (Christou 2017, Eur J Endocrinol 2023) while recovery after contraceptive "
        "doses is quick (Liu 2006); only supraphysiological exposure suppresses the pulse generator deeply "
        "(anabolic-steroid induced hypogonadism)", plausible=(0.5, 8.0)),
@@ -182,15 +182,24 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "calibrated to C1/C9 jointly: a threshold response, so that contraceptive doses (free T ~3x baseline) "
        "leave the generator nearly intact while 500-1000 mg weekly (free T 8-16x) suppresses it deeply",
        plausible=(1.0, 8.0)),
-    _p("k_hypothalamic_suppression_per_day", 0.0307, "1/day", "hypothalamus",
-       "rate at which the pulse-generator capacity falls towards its suppressed level",
-       "calibrated to C1/C7/C9 (depth builds over weeks to months: longer cycles lower the odds of recovery, "
-       "Eur J Endocrinol 2023); slower onset (1/90 per day) restores C8 but breaks C9 (docs/validation.md)",
+    _p("k_hypothalamic_suppression_per_day", 0.0565, "1/day", "hypothalamus",
+       "rate at which the pulse-generator capacity falls towards its suppressed level once the fall is under way",
+       "calibrated jointly to C1/C7/C8/C9 with the onset floor (depth builds over months: longer cycles lower "
+       "the odds of recovery, Eur J Endocrinol 2023, while T is back 3 months after a 14-week cycle, Smit 2021; "
+       "docs/validation.md)",
        plausible=(1.0 / 365.0, 1.0 / 14.0)),
-    _p("k_hypothalamic_recovery_per_day", 0.0164, "1/day", "hypothalamus",
+    _p("hypothalamic_suppression_onset_floor", 0.0184, "1", "hypothalamus",
+       "floor of the self-reinforcing fall of the pulse-generator capacity, fall rate ~ (floor + 1 - H)/(1 + floor): "
+       "the first weeks of exposure cost little and the fall accelerates once it has begun, so depth grows "
+       "with the length of exposure over months rather than saturating within weeks",
+       "calibrated jointly to C1/C7/C8/C9 (docs/validation.md): a 14-week 500 mg cycle leaves T within 15% "
+       "of baseline 3 months later (C8) while cycles of 2-12 months take a median ~5 months to hormonal "
+       "recovery (C9); a first-order fall (large floor) cannot give both", plausible=(0.005, 1.0e3)),
+    _p("k_hypothalamic_recovery_per_day", 0.0135, "1/day", "hypothalamus",
        "recovery of the pulse-generator capacity at 30 y once the excess androgen is gone",
-       "calibrated to C1/C7/C9 (group-mean LH back 13-24 weeks after stopping a cycle; gonadotropins 3-6 "
-       "months after anabolic steroids, Endocrine Connections 2023 in " + MF + " 9)",
+       "calibrated to C1/C7/C8/C9 (group-mean LH back 13-24 weeks after stopping a cycle; gonadotropins 3-6 "
+       "months after anabolic steroids, Endocrine Connections 2023 in " + MF + " 9); 0.0150 -> 0.0135 with "
+       "the faster Leydig regrowth (C9 hormonal recovery without PCT 17.9 -> 19.3 weeks, docs/validation.md)",
        plausible=(1.0 / 365.0, 1.0 / 14.0)),
     _p("hypothalamic_recovery_floor", 0.001, "1", "hypothalamus",
        "floor of the sigmoid regrowth of the pulse-generator capacity, regrowth ~ (floor + H)/(1 + floor): "
@@ -219,6 +228,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "LH recovers over months after long TRT (MODEL.md; calibrated to C1/C4)"),
     _p("pituitary_reserve_exponent", 0.5, "1", "pituitary",
        "steady-state reserve ~ (GnRH stimulation)^exponent", "assumption"),
+    _p("pituitary_reserve_max", 1.3, "1", "pituitary",
+       "largest steady-state gonadotroph reserve over the man's baseline under high GnRH stimulation "
+       "(approached smoothly: log reserve target = log(max) tanh(exponent log S / log(max)) above baseline)",
+       "LH reaches ~6-13x a eugonadal level after castration (" + MF + " 3), most of which the pulse "
+       "generator's saturation already gives; an unbounded reserve primed to (1 + K)^0.5 on top would give "
+       "~30x. Calibrated to C8 with C9 (1.0-1.3 keep C9's group-mean LH back after 14-20 weeks, 1.5 brings it "
+       "to week 6-7 through the LH rebound of men whose generator recovers while T is low; docs/validation.md)",
+       plausible=(1.0, 3.2)),
     _p("gonadorelin_max_drive", 3.0, "1", "pituitary",
        "maximal gonadorelin stimulus in units of baseline GnRH drive", "assumption (extrapolated)"),
     _p("gonadorelin_ec50_ug", 2.0, "ug", "pituitary",
@@ -254,8 +271,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "decline of maximal Leydig capacity per year of age over 30", "assumption from MMAS -0.8%/yr (Feldman 2002)"),
     _p("k_leydig_atrophy_per_day", 1.0 / 45.0, "1/day", "leydig", "loss of Leydig capacity without LH",
        "assumption: deeper suppression with longer TRT (MODEL.md)"),
-    _p("k_leydig_regrowth_per_day", 1.0 / 40.0, "1/day", "leydig", "regrowth of Leydig capacity at 30 y",
-       "calibrated to C8 (T back within 15% three months after a cycle)"),
+    _p("k_leydig_regrowth_per_day", 0.035, "1/day", "leydig", "regrowth of Leydig capacity at 30 y",
+       "calibrated to C8 (T back within 15% three months after a cycle) with the invariant that T recovers "
+       "before sperm after TRT (tests/test_population_invariants.py; 1/40 with the capped reserve left the "
+       "median T return at 155 against 149 days for sperm, docs/validation.md)",
+       plausible=(1.0 / 90.0, 1.0 / 14.0)),
     _p("leydig_regrowth_decline_per_year", 0.015, "1/year", "leydig",
        "fractional slowing of Leydig regrowth per year of age over 30", "assumption"),
     _p("k_leydig_cell_loss_per_day", 0.00183, "1/day", "leydig",
