@@ -9,6 +9,7 @@ an AutoNormal or AutoMultivariateNormal guide and draws from it (one "chain").
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ METHODS = ("nuts", "svi", "laplace")
 PATIENT_SITES = ("z", "eta", "log_theta")
 GRADIENTS = DERIVATIVES  # how the likelihood is differentiated (make_predictor)
 GUIDES = ("normal", "multivariate_normal")
+
+_log = logging.getLogger(__name__)
 
 
 class InferenceError(ValueError):
@@ -451,6 +454,11 @@ def laplace_mode(model: Callable, settings: InferenceSettings, key) -> dict:
         decrease = potential - trial_potential if accepted else 0.0
         newton.append({"potential": trial_potential if accepted else potential, "fraction": fraction if accepted else 0.0,
                        "largest_gradient": float(np.max(np.abs(trial_grad if accepted else grad)))})
+        if settings.progress_bar:
+            _log.info("Laplace fit, Newton step %d of at most %d: potential %.2f, largest gradient "
+                      "component %.3g, step fraction %g (%d gradients, %.0f s so far)", len(newton),
+                      settings.newton_steps, newton[-1]["potential"], newton[-1]["largest_gradient"],
+                      newton[-1]["fraction"], gradient_calls, time.perf_counter() - t0)
         if not accepted:
             break
         x, potential, grad = trial, trial_potential, trial_grad
