@@ -200,6 +200,36 @@ def test_finite_difference_gradient_stays_finite_when_a_perturbed_man_fails(smal
     assert np.all(gradient[0] == 0.0) and np.any(gradient[1:] != 0.0)
 
 
+def test_lbfgs_refinement_reaches_the_minimum_and_backs_off_where_the_potential_is_not_finite():
+    """The L-BFGS stage of the Laplace fit: an ill-conditioned quadratic (curvatures 1 to
+    1e4, like the example's posterior) is minimised in a few dozen gradients, and a region
+    where the potential is not finite (a failed simulation) is stepped back from."""
+    from popsim.calibration.inference import _lbfgs_refine
+
+    curvature = np.logspace(0, 4, 12)
+    centre = np.linspace(-1.0, 1.0, 12)
+
+    def potential_gradient(v, failing_below=-np.inf):
+        if v[0] < failing_below:
+            return float("nan"), np.full_like(v, np.nan)
+        d = v - centre
+        return float(0.5 * np.sum(curvature * d * d)), curvature * d
+
+    x0 = np.full(12, 3.0)
+    x, potential, grad, info = _lbfgs_refine(potential_gradient, x0, *potential_gradient(x0), 200)
+    np.testing.assert_allclose(x, centre, atol=1e-4)
+    assert potential < 1e-6 and np.max(np.abs(grad)) < 1e-2
+    assert info["gradients"] < 100 and info["iterations"] >= 1
+    # The minimum (x[0] = -1) lies where the simulation fails: the best finite point is kept.
+    failing = lambda v: potential_gradient(v, failing_below=-0.5)  # noqa: E731
+    x, potential, grad, _ = _lbfgs_refine(failing, x0, *failing(x0), 200)
+    assert np.isfinite(potential) and x[0] >= -0.5 and potential < failing(x0)[0] / 100
+    # Nothing better than the start: the start comes back.
+    flat = lambda v: (1.0, np.zeros_like(v))  # noqa: E731
+    x, potential, _, _ = _lbfgs_refine(flat, x0, 1.0, np.zeros(12), 10)
+    assert np.array_equal(x, x0) and potential == 1.0
+
+
 def test_laplace_metric_is_the_posterior_covariance_of_a_gaussian():
     """For a Gaussian posterior the Laplace metric is its covariance, in numpyro's own
     flattening of the unconstrained sites (two sites, so the order matters)."""
@@ -264,6 +294,8 @@ def test_spec_and_settings_errors_name_the_field():
         validate_settings(InferenceSettings(gradient="fd"))
     with pytest.raises(InferenceError, match="inference.newton_steps must be an integer >= 0"):
         validate_settings(InferenceSettings(method="laplace", newton_steps=-1))
+    with pytest.raises(InferenceError, match="inference.lbfgs_steps must be an integer >= 0"):
+        validate_settings(InferenceSettings(method="laplace", lbfgs_steps=1.5))
     validate_settings(InferenceSettings(mass_matrix="laplace"))  # the structured Hessian needs no exact gradient
     with pytest.raises(CalibrationSpecError, match="model.parameterization must be one of"):
         build_problem(read_lab_data(EXAMPLE_CSV), CalibrationSpec(parameterization="centered"))

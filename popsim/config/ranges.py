@@ -252,6 +252,7 @@ CALIBRATE_RANGES: tuple[Range, ...] = (
     Range("inference.init_steps", 0, 1_000_000),
     Range("inference.svi_steps", 1, 10_000_000),
     Range("inference.newton_steps", 0, 1000),
+    Range("inference.lbfgs_steps", 0, 1_000_000),
     Range("predictions.thresholds_m_ml[*]", 0, 1000, None, 200, "M/mL", low_open=True),
     Range("predictions.horizon_months", 0, 600, None, 240, "months", low_open=True),
     Range("predictions.patient_draws", 1, 100_000),
