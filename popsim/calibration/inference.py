@@ -434,7 +434,8 @@ def _lbfgs_refine(potential_gradient: Callable, x: np.ndarray, potential: float,
 
 def laplace_mode(model: Callable, settings: InferenceSettings, key) -> dict:
     """The posterior mode and the Hessian there, in numpyro's unconstrained space: Adam
-    (``init_steps``), then up to ``newton_steps`` saddle-free Newton steps with the
+    (``init_steps``), optionally ``lbfgs_steps`` L-BFGS iterations (_lbfgs_refine), then
+    up to ``newton_steps`` saddle-free Newton steps with the
     structured Hessian and a backtracking line search on the potential.
 
     Returns:
