@@ -30,7 +30,7 @@ N_STATES = S.N_STATES
 N_OUT = 4  # total T, LH, FSH, sperm concentration (bench_common.ACCURACY_OBSERVABLES)
 EXPOSURE_INDEX = {name: i for i, name in enumerate(EXPOSURE_NAMES)}
 KIND_CODE = {"release": 0, "concentration": 1, "amount": 2}
-N_CONSTANTS = 18
+N_CONSTANTS = 19
 
 
 def chain_rates(params: dict, species) -> tuple[np.ndarray, ...]:
@@ -130,7 +130,7 @@ def make_port(jit):
     T_G_PER_MOL = TESTOSTERONE_G_PER_MOL
     # Patient-constant slots.
     (C_FT, C_DRIVE, C_LEYOUT, C_ITTSUP, C_FSHSUP, C_ITT, C_CAPMAX, C_HALF, C_KUP, C_RUP, C_KTR, C_DEATH,
-     C_E2IND, C_E2PERT, C_INVHCGMAX, C_LOGITT, C_HUP, C_LMUP) = range(N_CONSTANTS)
+     C_E2IND, C_E2PERT, C_INVHCGMAX, C_LOGITT, C_HUP, C_LMUP, C_LOGRMAX) = range(N_CONSTANTS)
 
     @jit
     def _pow(x, exponent):
@@ -195,6 +195,7 @@ def make_port(jit):
         c[C_LOGITT] = math.log(p[itt_ratio] * p[t_base])
         c[C_HUP] = p[k_hyp_up] * _age_factor(p[hyp_decline], age)
         c[C_LMUP] = p[k_lc_regrowth] * _age_factor(p[regrowth_decline], age)
+        c[C_LOGRMAX] = max(math.log(p[reserve_max]), 1e-6)
 
     @jit
     def hormones(y, ex, p, c):
@@ -256,7 +257,7 @@ def make_port(jit):
         dy[FE] = kf * (estrogen_signal / p[e2_base] - max(y[FE], 0.0))
         reserve_target = _pow(max(stimulation, 0.0), p[reserve_exp])
         if reserve_target > 1.0:  # smooth cap, as in hpg.vector_field
-            log_max = max(math.log(p[reserve_max]), 1e-6)
+            log_max = c[C_LOGRMAX]
             reserve_target = math.exp(log_max * math.tanh(math.log(reserve_target) / log_max))
         dy[PR] = p[k_reserve] * (reserve_target - max(y[PR], 0.0))
         responsiveness = max(y[GR], 0.0)

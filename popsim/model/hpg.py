@@ -122,6 +122,8 @@ def patient_constants(p: Params) -> dict[str, jnp.ndarray]:
         "log_ic50_free_t_rel": jnp.log(p["ic50_free_t_pmol_l"]) - jnp.log(ft_base),
         "log_ic50_e2_rel": jnp.log(p["ic50_e2_pg_ml"]) - jnp.log(p["e2_base_pg_ml"]),
         "log_leydig_lh_ec50": jnp.log(p["leydig_lh_ec50_iu_l"]),
+        # Floored so that a cap of exactly 1 (no priming) does not divide by zero.
+        "log_pituitary_reserve_max": jnp.maximum(jnp.log(p["pituitary_reserve_max"]), 1e-6),
         "log_itt_support_ec50_abs": jnp.log(p["itt_support_ec50"] * p["itt_serum_ratio"] * p["t_base_nmol_l"]),
         "log_fsh_support_ec50": jnp.log(p["fsh_support_ec50"]),
         "log_t_base": jnp.log(p["t_base_nmol_l"]),
@@ -313,7 +315,7 @@ def vector_field(y, exposure: Mapping[str, jnp.ndarray], gonadorelin_sustained_u
     # The cap is smooth (log target = m tanh(x/m) above baseline, with continuous first and
     # second derivatives at x = 0), so a fixed-step integrator keeps its order across it.
     log_reserve_free = p["pituitary_reserve_exponent"] * logs["log_gnrh_stimulation"]
-    log_reserve_max = jnp.maximum(jnp.log(p["pituitary_reserve_max"]), 1e-6)
+    log_reserve_max = c["log_pituitary_reserve_max"]
     reserve_target = jnp.exp(jnp.where(log_reserve_free > 0.0,
                                        log_reserve_max * jnp.tanh(log_reserve_free / log_reserve_max),
                                        log_reserve_free))
