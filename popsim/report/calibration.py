@@ -8,6 +8,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+# What diagnostics.json's gradient_evaluations counts for each method (the MAP start's Adam
+# steps are never counted; NUTS's warm-up is not either, and costs about as much as the draws).
+_COUNTED = {"nuts": "leapfrog steps (gradients) in the kept draws; warm-up and the Adam start not counted",
+            "laplace": "gradients after the Adam start (L-BFGS, Newton steps and Hessians)",
+            "svi": "SVI steps (one gradient of the ELBO each)"}
+
 
 def _fmt(x, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -39,7 +45,7 @@ def render_calibration_report(plan, diagnostics: Mapping, summary: pd.DataFrame,
               f"- Inference: {d['method']}, {d['chains']} chain(s) x {d['draws_per_chain']} draws, seed "
               f"{plan.inference.seed}; wall time {d['wall_time_s']} s "
               f"({', '.join(f'{k} {v} s' for k, v in d['timings_s'].items())}); "
-              f"{d['gradient_evaluations']} gradient evaluations.", ""]
+              f"{d['gradient_evaluations']} {_COUNTED[d['method']]}.", ""]
     if d["method"] == "nuts":
         ok = d["r_hat_max_population"] is not None and d["r_hat_max_population"] < 1.01
         lines += ["## Convergence", "",
