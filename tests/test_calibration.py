@@ -557,3 +557,39 @@ def test_structured_hessian_equals_the_full_hessian_of_a_hierarchical_model():
     assert np.abs(hessian - exact).max() < 2e-4 * np.abs(exact).max()
     # The man-man blocks off the diagonal are exactly zero, as in the exact Hessian.
     assert np.abs(exact[np.abs(hessian) == 0]).max() < 1e-6
+
+
+@pytest.mark.parametrize("method", ["nuts", "laplace", "svi"])
+def test_calibration_report_says_what_its_gradient_count_and_convergence_mean(method):
+    """The report's inference line names what `gradient_evaluations` counts (for NUTS the
+    kept draws only, not warm-up: a user costing a run must not read it as the total), and
+    its convergence section speaks of the method that ran (a Laplace run once read "SVI
+    gives no r_hat")."""
+    import pandas as pd
+
+    from popsim.report.calibration import render_calibration_report
+
+    plan = build_calibration(_config(**{"inference.method": method}))
+    diagnostics = {"method": method, "chains": 2 if method == "nuts" else 1, "draws_per_chain": 150, "patients": 16,
+                   "observations": 1228, "censored_observations": 213, "analytes": ["total_testosterone"],
+                   "wall_time_s": 4499.5, "timings_s": {"init": 136.5}, "gradient_evaluations": 8324,
+                   "r_hat_max_population": 1.133, "ess_bulk_min_population": 16.6, "ess_bulk_min_per_s": 0.0037,
+                   "divergences": 0, "metric": {"converged": False} if method == "laplace" else {}}
+    summary = pd.DataFrame({c: [1.0] for c in ("mean", "sd", "q5", "q95", "ess_bulk", "r_hat")}, index=["theta_pop[x]"])
+    loo = {"elpd_loo": -1.0, "se": 1.0, "p_loo": 1.0, "n_pareto_k_above_0_7": 0, "n_observations": 1228,
+           "pareto_k_max": 0.3}
+    patients = pd.DataFrame({"patient_id": ["1"], "threshold_m_ml": [plan.thresholds_m_ml[0]], "median_months": [3.0],
+                             "q5_months": [2.0], "q95_months": [5.0], "p_recovered_within_12_months": [0.9]})
+    cohort_table = pd.DataFrame({"month": [3, 6], "fraction_recovered_median": [0.2, 0.6],
+                                 "fraction_recovered_q5": [0.1, 0.5], "fraction_recovered_q95": [0.3, 0.7]})
+    cohort = {"median_months": np.array([4.0, 5.0]), "n_men": 100, "threshold_m_ml": plan.thresholds_m_ml[0]}
+    text = render_calibration_report(plan, diagnostics, summary, loo, patients, cohort_table, cohort, {})
+    inference_line = next(line for line in text.splitlines() if line.startswith("- Inference:"))
+    assert "8324" in inference_line and ("Adam start" in inference_line) == (method != "svi")  # SVI has none
+    if method == "nuts":
+        assert "warm-up" in inference_line and "NOT below 1.01" in text
+    else:
+        assert "warm-up" not in inference_line
+    assert ("SVI gives no r_hat" in text) == (method == "svi")
+    if method == "laplace":
+        assert "did NOT reach a mode" in text

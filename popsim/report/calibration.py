@@ -8,8 +8,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-# What diagnostics.json's gradient_evaluations counts for each method (the MAP start's Adam
-# steps are never counted; NUTS's warm-up is not either, and costs about as much as the draws).
+# What diagnostics.json's gradient_evaluations counts for each method: NUTS and Laplace leave
+# out their Adam (MAP) start, and NUTS its warm-up, which costs about as much as the draws.
 _COUNTED = {"nuts": "leapfrog steps (gradients) in the kept draws; warm-up and the Adam start not counted",
             "laplace": "gradients after the Adam start (L-BFGS, Newton steps and Hessians)",
             "svi": "SVI steps (one gradient of the ELBO each)"}
@@ -53,6 +53,14 @@ def render_calibration_report(plan, diagnostics: Mapping, summary: pd.DataFrame,
                   f"({'below 1.01' if ok else 'NOT below 1.01: run more warm-up/draws before using the results'}).",
                   f"- Smallest bulk ESS: {_fmt(d['ess_bulk_min_population'])} "
                   f"({_fmt(d['ess_bulk_min_per_s'])} per second of wall time); divergences: {d['divergences']}.", ""]
+    elif d["method"] == "laplace":
+        converged = d.get("metric", {}).get("converged")
+        state = {True: "reached a mode", False: "did NOT reach a mode (see the warnings in the log)",
+                 None: "mode not checked"}[converged]
+        lines += ["## Convergence", "",
+                  f"- The Laplace fit {state}; its draws are independent (no r_hat). It describes the "
+                  "population values and residual sds well and the IIV of weakly identified parameters "
+                  "poorly: compare with NUTS on a subset (docs/calibration.md).", ""]
     else:
         lines += ["## Convergence", "", "- SVI gives no r_hat; check the loss trace and compare with NUTS on a subset.", ""]
     lines += ["## Population parameters", "", _table(summary, ["mean", "sd", "q5", "q95", "ess_bulk", "r_hat"], "parameter"), ""]
