@@ -87,6 +87,8 @@ def test_a_killed_run_resumes_with_bit_identical_outcomes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (run_dir / "simulate.log").read_text()
     assert f"{reused} completed chunks" in log
+    # Its rate counts only what it simulated, not the chunks it read back.
+    assert f"simulated {768 - 64 * reused} patients in" in log and f"{64 * reused} more read back" in log
     assert not (run_dir / resume.CHUNKS).exists()
     assert_same_table(pd.read_parquet(run_dir / "outcomes.parquet"), pd.read_parquet(reference / "outcomes.parquet"))
     import xarray as xr
@@ -149,3 +151,24 @@ def test_the_fingerprint_ignores_output_only_keys():
     fp = resume.fingerprint
     assert fp(resume.study_config(base)) == fp(resume.study_config(output_only))
     assert fp(resume.study_config(base)) != fp(resume.study_config(other))
+
+
+def test_the_progress_rate_of_a_resumed_run_counts_only_the_chunks_it_simulates(caplog):
+    """A resumed million-man run once logged "42,416,394 patients/s": the chunks it read
+    back were counted as simulated in no time. Chunks of 2 men: the first read back, the
+    second simulated (its end starts the clock: it carries the compilation), the third
+    simulated 0.05 s later."""
+    import logging
+
+    from popsim.app.progress import chunk_progress
+
+    with caplog.at_level(logging.INFO, logger="popsim"), \
+            chunk_progress(6, enabled=True, restored_chunk_starts=[0]) as on_chunk:
+        on_chunk(2, 6)
+        on_chunk(4, 6)
+        time.sleep(0.05)
+        on_chunk(6, 6)
+    lines = [r.getMessage() for r in caplog.records if "/6 patients" in r.getMessage()]
+    assert lines[0] == "2/6 patients (read back)" and lines[1] == "4/6 patients "
+    rate = float(lines[2].split()[2].replace(",", ""))
+    assert 0 < rate <= 2 / 0.05, lines[2]

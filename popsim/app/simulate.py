@@ -108,8 +108,13 @@ def _run(cfg: DictConfig) -> float | None:
              plan.info["protocol"], plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision,
              jax.local_device_count(), jax.default_backend())
     started = time.perf_counter()
-    store = None
-    with chunk_progress(plan.study.n_patients, enabled=typed.output.progress) as on_chunk:
+    # A resumed run reads its completed chunks back (single process only, below).
+    store = ChunkStore(run_dir, study_config(cfg)) if jax.process_count() == 1 else None
+    if store is not None:
+        store.start(resume=typed.resume is not None)
+    completed = store.completed() if store is not None and typed.resume is not None else {}
+    with chunk_progress(plan.study.n_patients, enabled=typed.output.progress,
+                        restored_chunk_starts=completed.keys()) as on_chunk:
         if jax.process_count() > 1:
             log.info("process 0 of %d: the other processes simulate their blocks of the cohort", jax.process_count())
             if typed.resume is not None:
@@ -117,9 +122,6 @@ def _run(cfg: DictConfig) -> float | None:
             result = distributed.run_study_across_processes(plan.design, plan.study, on_chunk=on_chunk)
         else:
             # Each chunk is stored as it completes, so that a killed run can resume (resume=<run dir>).
-            store = ChunkStore(run_dir, study_config(cfg))
-            store.start(resume=typed.resume is not None)
-            completed = store.completed() if typed.resume is not None else {}
             if typed.resume is not None:
                 log.info("resuming %s: %d completed chunks of %d patients found", run_dir, len(completed),
                          plan.study.settings.chunk_size)
@@ -127,8 +129,10 @@ def _run(cfg: DictConfig) -> float | None:
                                on_chunk_result=store.save)
     elapsed = time.perf_counter() - started
     n_failed = int(np.sum(result.outcomes["failed"]))
-    log.info("simulated %d patients in %.1f s (%.0f patients/s); %d numerical failures", plan.study.n_patients,
-             elapsed, plan.study.n_patients / elapsed, n_failed)
+    read_back = sum(int(np.size(c.outcomes.get("patient_id"))) for c in completed.values())
+    log.info("simulated %d patients in %.1f s (%.0f patients/s)%s; %d numerical failures",
+             plan.study.n_patients - read_back, elapsed, (plan.study.n_patients - read_back) / elapsed,
+             f", {read_back} more read back from completed chunks" if read_back else "", n_failed)
     write_run_outputs(run_dir, cfg, plan, result, elapsed, typed.output.figures, typed.output.report)
     if store is not None:
         store.remove()  # the outputs are complete: the chunks are no longer needed
