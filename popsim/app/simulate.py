@@ -108,20 +108,20 @@ def _run(cfg: DictConfig) -> float | None:
              plan.info["protocol"], plan.study.seed, plan.study.settings.dt_days, plan.study.settings.precision,
              jax.local_device_count(), jax.default_backend())
     started = time.perf_counter()
-    # A resumed run reads its completed chunks back (single process only, below).
+    # A single-process run stores each chunk as it completes, so that a killed run can resume
+    # (resume=<run dir>) and read its completed chunks back; several processes store none.
     store = ChunkStore(run_dir, study_config(cfg)) if jax.process_count() == 1 else None
     if store is not None:
         store.start(resume=typed.resume is not None)
     completed = store.completed() if store is not None and typed.resume is not None else {}
     with chunk_progress(plan.study.n_patients, enabled=typed.output.progress,
                         restored_chunk_starts=completed.keys()) as on_chunk:
-        if jax.process_count() > 1:
+        if store is None:
             log.info("process 0 of %d: the other processes simulate their blocks of the cohort", jax.process_count())
             if typed.resume is not None:
                 log.warning("resume: chunks are not stored across several processes; simulating every patient")
             result = distributed.run_study_across_processes(plan.design, plan.study, on_chunk=on_chunk)
         else:
-            # Each chunk is stored as it completes, so that a killed run can resume (resume=<run dir>).
             if typed.resume is not None:
                 log.info("resuming %s: %d completed chunks of %d patients found", run_dir, len(completed),
                          plan.study.settings.chunk_size)
