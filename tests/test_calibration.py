@@ -136,8 +136,14 @@ def test_centred_non_centred_and_mixed_models_are_the_same_posterior(small_data)
     eta = jnp.asarray(rng.standard_normal((n, k)))
     sigma = jnp.full((len(problem.analytes),), 0.3)
     log_theta = jnp.log(patient_parameters(problem, theta_pop, omega, eta))
-    mask = np.array([e.centred for e in CalibrationSpec().estimated])
-    assert mask.any() and not mask.all()  # the default marks the baselines centred, not the regrowth rate
+    from popsim.calibration.model import azoospermic_in_data, centred_by_patient
+
+    mask = centred_by_patient(problem, CalibrationSpec())
+    azoospermic = azoospermic_in_data(problem)
+    # The default samples the baselines centred for every man and the regrowth rate centred
+    # only for the men whose data show azoospermia; the small data hold both kinds of men.
+    assert mask[:, :3].all() and np.array_equal(mask[:, 3], azoospermic)
+    assert azoospermic.any() and not azoospermic.all()
     z = jnp.where(mask, log_theta, eta)
     for parameterization, individual in (("non_centred", {"eta": eta}), ("centred", {"log_theta": log_theta}),
                                          ("mixed", {"z": z})):
@@ -149,7 +155,7 @@ def test_centred_non_centred_and_mixed_models_are_the_same_posterior(small_data)
         assert np.allclose(np.log(trace["theta"]["value"]), log_theta, atol=1e-4)
     expected = float(-n * jnp.sum(jnp.log(omega)))
     assert float(densities["centred"] - densities["non_centred"]) == pytest.approx(expected, abs=1e-2)
-    expected_mixed = float(-n * jnp.sum(jnp.where(mask, jnp.log(omega), 0.0)))
+    expected_mixed = float(-jnp.sum(jnp.where(mask, jnp.log(omega), 0.0)))  # one log omega per centred (man, parameter)
     assert float(densities["mixed"] - densities["non_centred"]) == pytest.approx(expected_mixed, abs=1e-2)
 
 
@@ -335,10 +341,11 @@ def test_config_errors_name_the_key(tmp_path):
         build_calibration(_config(**{"inference.mass_matrix": "identity"}))
     bad_centred = _config()
     bad_centred["model"]["estimated"][0]["centred"] = "yes"
-    with pytest.raises(ConfigError, match=r"model.estimated\[0\].centred must be true or false, got 'yes'"):
+    with pytest.raises(ConfigError, match=r"model.estimated\[0\].centred must be true, false or azoospermic "
+                                          r"\(centred only for the men whose data show azoospermia\), got 'yes'"):
         build_calibration(bad_centred)
     mixed = build_calibration(_config(**{"model.parameterization": "mixed"}))
-    assert [e.centred for e in mixed.spec.estimated] == [True, True, True, False]
+    assert [e.centred for e in mixed.spec.estimated] == [True, True, True, "azoospermic"]
 
 
 def test_bad_csv_gives_row_level_errors_and_no_output(tmp_path):

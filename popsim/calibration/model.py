@@ -30,7 +30,7 @@ from jax.scipy.special import log_ndtr
 from numpyro.distributions import constraints
 
 from popsim.calibration.problem import CalibrationProblem
-from popsim.calibration.spec import ERROR_MODELS, CalibrationSpec
+from popsim.calibration.spec import AZOOSPERMIC_BELOW_M_ML, ERROR_MODELS, CalibrationSpec
 
 _LOGNORMAL, _PROPORTIONAL, _ADDITIVE, _COMBINED = (ERROR_MODELS.index(m) for m in ERROR_MODELS)
 # Penalty (log density) per patient whose simulation failed: the proposal is rejected
@@ -128,6 +128,28 @@ class ModelArrays:
                              self.censored, self.lloq, self.floor)
 
 
+def azoospermic_in_data(problem: CalibrationProblem) -> np.ndarray:
+    """``(n_patients,)`` bool: whether a man's data hold a sperm concentration that is
+    censored (below the LLOQ) or below ``AZOOSPERMIC_BELOW_M_ML``."""
+    o = problem.observations
+    flags = np.zeros(problem.n_patients, bool)
+    if "sperm_concentration" not in problem.analytes:
+        return flags
+    sperm = np.asarray(o.analyte) == problem.analytes.index("sperm_concentration")
+    low = sperm & (np.asarray(o.censored, bool) | (np.asarray(o.value) < AZOOSPERMIC_BELOW_M_ML))
+    flags[np.asarray(o.patient)[low]] = True
+    return flags
+
+
+def centred_by_patient(problem: CalibrationProblem, spec: CalibrationSpec) -> np.ndarray:
+    """``(n_patients, n_estimated)`` bool: which individual parameters the "mixed"
+    parameterization samples centred (EstimatedParameter.centred)."""
+    azoospermic = azoospermic_in_data(problem)
+    columns = [azoospermic if e.centred == "azoospermic" else np.full(problem.n_patients, e.centred is True)
+               for e in spec.estimated]
+    return np.stack(columns, axis=1)
+
+
 def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Callable) -> Callable:
     """The NumPyro model ``model(observed=True)``; ``observed=False`` leaves ``y`` free
     (prior or posterior predictive draws)."""
@@ -135,7 +157,7 @@ def make_model(problem: CalibrationProblem, spec: CalibrationSpec, predict: Call
     n, k, a = problem.n_patients, len(problem.estimated), len(problem.analytes)
     centred = spec.parameterization == "centred"
     mixed = spec.parameterization == "mixed"
-    centred_mask = jnp.asarray([e.centred for e in spec.estimated])
+    centred_mask = jnp.asarray(centred_by_patient(problem, spec))
     log_factor = jnp.log(jnp.asarray(problem.covariate_factor))
 
     def model(observed: bool = True):

@@ -22,10 +22,18 @@ from dataclasses import dataclass, field
 
 from popsim.calibration.lab_schema import ANALYTE_CANONICAL_UNITS
 from popsim.model.parameters import PARAMETER_INDEX
-from popsim.solve.methods import DEFAULT_METHOD, METHODS
+from popsim.solve.methods import METHODS
 
 ERROR_MODELS = ("lognormal", "proportional", "additive", "combined")
 PARAMETERIZATIONS = ("centred", "non_centred", "mixed")
+# Values of EstimatedParameter.centred: sampled centred for every man, for none, or only for
+# the men whose data show a suppressed sperm output (AZOOSPERMIC_RULE).
+CENTRED_CHOICES = (True, False, "azoospermic")
+# A man counts as azoospermic in his data when one of his sperm concentrations is censored
+# (below the LLOQ: no sperm seen) or below 1 M/mL (the suppression threshold of the
+# contraception trials, calibration-targets.md): his spermatogonial reserve emptied, so
+# his recovery curve informs his reserve regrowth rate.
+AZOOSPERMIC_BELOW_M_ML = 1.0
 
 
 class CalibrationSpecError(ValueError):
@@ -40,15 +48,18 @@ class EstimatedParameter:
         name: a model parameter (popsim.model.parameters.PARAMETER_INDEX).
         prior_log_sd: sd of the log-normal prior of the population value around the default.
         omega_prior: scale of the half-normal prior of the IIV sd (log scale).
-        centred: sampled centred under ``parameterization="mixed"`` (suits a parameter that
-            every man's data pin tightly, e.g. a baseline measured at many visits); the
-            others are sampled non-centred.
+        centred: under ``parameterization="mixed"``: True samples the parameter centred for
+            every man (suits a parameter that every man's data pin tightly, e.g. a
+            baseline measured at many visits), False non-centred for every man, and
+            ``"azoospermic"`` centred for the men whose data show a sperm concentration
+            censored or below ``AZOOSPERMIC_BELOW_M_ML`` and non-centred for the others
+            (suits the reserve regrowth rate, which only those men's recovery curves see).
     """
 
     name: str
     prior_log_sd: float = 0.5
     omega_prior: float = 0.5
-    centred: bool = False
+    centred: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -90,11 +101,12 @@ DEFAULT_RESIDUALS: tuple[ResidualModel, ...] = (
 # the rate at which the spermatogonial reserve regrows.
 DEFAULT_ESTIMATED: tuple[EstimatedParameter, ...] = (
     # Baselines are measured at many visits (centred under "mixed"); the regrowth rate is
-    # seen only through each man's recovery curve (non-centred).
+    # seen only through the recovery curve of a man whose reserve emptied: centred for the
+    # men whose data show azoospermia, non-centred for the others (docs/calibration.md).
     EstimatedParameter("t_base_nmol_l", 0.3, 0.4, centred=True),
     EstimatedParameter("lh_base_iu_l", 0.3, 0.4, centred=True),
     EstimatedParameter("sperm_base_m_ml", 0.5, 0.7, centred=True),
-    EstimatedParameter("k_reserve_recovery_per_day", 0.7, 0.7, centred=False),
+    EstimatedParameter("k_reserve_recovery_per_day", 0.7, 0.7, centred="azoospermic"),
 )
 
 
@@ -132,7 +144,11 @@ class CalibrationSpec:
     precision: str = "float32"
     parameterization: str = "mixed"
     extra: dict = field(default_factory=dict)
-    method: str = DEFAULT_METHOD
+    # The likelihood keeps the method its step was measured with: at 12 h, rk4-ros34pw2
+    # takes two 6-hour RK4 parts per step, while the forward default (rk4-dose-ros34pw2)
+    # would take one 12-hour part, unstable in the weeks after stopping, when the feedback
+    # loop closes (eigenvalues to -10/day; docs/performance.md).
+    method: str = "rk4-ros34pw2"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -170,6 +186,8 @@ def validate_spec(spec: CalibrationSpec) -> None:
         seen.add(e.name)
         _positive(e.prior_log_sd, f"{where}.prior_log_sd")
         _positive(e.omega_prior, f"{where}.omega_prior")
+        if not any(e.centred is c or (isinstance(c, str) and e.centred == c) for c in CENTRED_CHOICES):
+            raise CalibrationSpecError(f"{where}.centred must be true, false or 'azoospermic', got {e.centred!r}")
     analytes = set()
     for i, r in enumerate(spec.residuals):
         where = f"model.residuals[{i}]"

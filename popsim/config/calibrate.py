@@ -114,8 +114,9 @@ def build_calibration(cfg: Mapping[str, Any]) -> CalibrationPlan:
             raise ConfigError(f"model.estimated[{i}]: unknown key(s) {sorted(unknown)}; "
                               "valid: name, prior_log_sd, omega_prior, centred")
         centred = item.get("centred", False)
-        if not isinstance(centred, bool):
-            raise ConfigError(f"model.estimated[{i}].centred must be true or false, got {centred!r}")
+        if not (isinstance(centred, bool) or centred == "azoospermic"):
+            raise ConfigError(f"model.estimated[{i}].centred must be true, false or azoospermic "
+                              f"(centred only for the men whose data show azoospermia), got {centred!r}")
         estimated.append(EstimatedParameter(str(item["name"]), item.get("prior_log_sd", 0.5), item.get("omega_prior", 0.5),
                                             centred))
     residual_cfg = model.get("residuals")
