@@ -251,7 +251,7 @@ def _settings_cell(name: str, r: dict) -> str:
     if name.startswith("popsim"):
         method = s.get("method", "rk4")
         quiet = f" (ROS34PW2 {s['quiet_dt_days']:g} d after {s['quiet_after_days']:g} d without doses)" \
-            if method == "rk4-ros34pw2" else ""
+            if method.endswith("-ros34pw2") else ""
         return f"{method}: RK4 dt={s.get('dt_days', 0) * 24:.0f} h{quiet}, {s.get('precision', '')}"
     if "rtol" in s:
         extra = f", {s['precision']}" if "precision" in s else ""

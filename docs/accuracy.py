@@ -284,11 +284,14 @@ def render(names, horizon, dts, precisions, results, dropped, ref_seconds, metho
         "where it matters (no closed-form PK, no fixed step, no step splitting).",
         "- Population integrator: `popsim.solve.run.iterate_chunks` with `SolverSettings(dt_days, precision, "
         "method)`, PK in closed form, every dose at its exact time. `rk4`: fixed-step RK4, each step split at the "
-        "first dose inside it (or at a quarter step after a dose at its start, else at its midpoint). `ros34pw2`: "
+        "first dose inside it (or at a quarter step after a dose at its start, else at its midpoint). `rk4-dose`: "
+        "fixed-step RK4, one part per step unless one of the patient's doses falls inside the step (split "
+        "there) or at its start (split at a quarter step). `ros34pw2`: "
         "the L-stable Rosenbrock-W method ROS34PW2 with the Jacobian columns of the fast states, one part per "
-        "step unless a dose falls inside it. `rk4-ros34pw2` (default): `rk4` in every output interval within "
-        "max(quiet_after_days, quiet_half_lives x the longest PK half-life) of a dose of some patient of the "
-        "batch, `ros34pw2` at quiet_dt_days elsewhere. The step sweeps below vary dt_days of the default "
+        "step unless a dose falls inside it. `rk4-dose-ros34pw2` (default) and `rk4-ros34pw2`: `rk4-dose` or "
+        "`rk4` in every output interval within "
+        "max(quiet_after_days, quiet_half_lives x the longest PK half-life) of one of the patient's doses, "
+        "`ros34pw2` at quiet_dt_days elsewhere. The step sweeps below vary dt_days of the default "
         "method (its RK4 steps).",
         "- Hormone error: for each of " + ", ".join(SHORT[h] for h in acc.HORMONES) + ", the largest over time "
         "of |sim - ref| / max(|ref|, 1e-6 max|ref|); the table shows the worst hormone.",

@@ -172,3 +172,17 @@ def test_the_progress_rate_of_a_resumed_run_counts_only_the_chunks_it_simulates(
     assert lines[0] == "2/6 patients (read back)" and lines[1] == "4/6 patients "
     rate = float(lines[2].split()[2].replace(",", ""))
     assert 0 < rate <= 2 / 0.05, lines[2]
+
+
+def test_the_fingerprint_names_the_default_step_method(monkeypatch):
+    """A run made before the default step method changed is not resumed with the new one
+    (its config says only solver.method: null)."""
+    import popsim
+
+    cfg = compose_config(["population.size=40"])
+    study = resume.study_config(cfg)
+    assert study["solver"]["method"] == popsim.SolverSettings.method
+    explicit = compose_config(["population.size=40", f"solver.method={popsim.SolverSettings.method}"])
+    assert resume.fingerprint(study) == resume.fingerprint(resume.study_config(explicit))
+    monkeypatch.setattr(popsim.SolverSettings, "method", "rk4")
+    assert resume.fingerprint(resume.study_config(cfg)) != resume.fingerprint(study)

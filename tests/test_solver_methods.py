@@ -17,7 +17,8 @@ from popsim.solve.settings import SolverSettings
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"method": "euler"}, "solver.method must be one of ['rk4', 'rk4-ros34pw2', 'ros34pw2'], got 'euler'"),
+    ({"method": "euler"}, "solver.method must be one of ['rk4', 'rk4-dose', 'rk4-dose-ros34pw2', 'rk4-ros34pw2', "
+                          "'ros34pw2'], got 'euler'"),
     ({"method": None}, "solver.method must be one of"),
     ({"dt_days": 0.0}, "solver.dt_days must be in (0, 2] days, got 0.0"),
     ({"dt_days": -1}, "solver.dt_days must be in (0, 2] days"),
@@ -48,7 +49,8 @@ def test_each_method_has_its_default_step():
     assert SolverSettings(method="rk4").dt_days == pytest.approx(1 / 6)
     assert SolverSettings(method="ros34pw2").dt_days == pytest.approx(1.0)
     s = SolverSettings()
-    assert s.method == "rk4-ros34pw2" and s.dt_days == pytest.approx(1 / 6) and s.quiet_dt_days == 1.0
+    assert s.method == "rk4-dose-ros34pw2" and s.dt_days == pytest.approx(1 / 6) and s.quiet_dt_days == 1.0
+    assert SolverSettings(method="rk4-dose").dt_days == pytest.approx(1 / 6)
     assert SolverSettings(dt_days=0.25).dt_days == 0.25
 
 
@@ -59,12 +61,35 @@ def _table(regimens):
 def test_dose_splits_only_where_a_dose_falls_inside_a_step():
     times = np.arange(0.0, 30.0)
     grid = plan_output_grid(times, 1.0)
-    assert grid.split.all()  # without a dose table every step may hold a dose
+    assert grid.split.all() and grid.split.shape == (30, 1)  # without a dose table every step may hold a dose
     weekly = mark_dose_splits(grid, _table([R(trt=[T("enanthate", 200, "mg", 7, 28)])]))
     assert not weekly.split.any()  # doses on day boundaries
     twice = mark_dose_splits(grid, _table([R(drugs=[D("hcg", 1500, "IU", 3.5, 0.0, 28.0)])]))
     # hCG at 0, 3.5, 7, 10.5, ...: the steps [3, 4), [10, 11), ... hold a dose inside
-    assert np.flatnonzero(twice.split).tolist() == [4, 11, 18, 25]
+    assert np.flatnonzero(twice.split[:, 0]).tolist() == [4, 11, 18, 25]
+    # A method that splits early after a dose also flags the step that starts with one
+    # (the interval ending at day 1 starts at day 0: doses on days 0, 7, 14, 21).
+    after = mark_dose_splits(grid, _table([R(trt=[T("enanthate", 200, "mg", 7, 28)])]), after_dose=True)
+    assert np.flatnonzero(after.split[:, 0]).tolist() == [1, 8, 15, 22]
+
+
+def test_dose_splits_are_flagged_per_step():
+    """Six 4-hour steps a day: only the step that holds a dose runs two parts."""
+    times = np.arange(0.0, 10.0)
+    grid = plan_output_grid(times, 1 / 6)
+    # gel daily at 08:00 (on a step boundary, step 2 of each day) and hCG on day 3.6
+    # (inside step 3 of the interval ending at day 4)
+    doses = _table([R(trt=[T("gel", 50, "mg", 1, 8, 1 / 3)]), R(drugs=[D("hcg", 1500, "IU", 7, 3.6, 7.0)])])
+    flagged = mark_dose_splits(grid, doses, after_dose=True)
+    assert flagged.split.shape == (10, 6)
+    rows, cols = np.nonzero(flagged.split)
+    assert set(zip(rows.tolist(), cols.tolist())) == {(d, 2) for d in range(1, 9)} | {(4, 3)}
+    inside_only = mark_dose_splits(grid, doses)
+    assert np.argwhere(inside_only.split).tolist() == [[4, 3]]
+    # Evaluations: 4 per part, two parts in each flagged step (none in the empty interval
+    # to day 0)
+    plan = plan_schedule(times, SolverSettings(method="rk4-dose"), doses)
+    assert field_evaluations(plan.grid, "rk4-dose") == (9 * 6 + 9) * 4
 
 
 def test_quiet_intervals_start_after_the_slowest_drug_has_washed_out():
@@ -102,10 +127,15 @@ def test_field_evaluations_count_what_the_loop_executes():
     assert field_evaluations(rk4.grid, "rk4") == 366 * 6 * 8
     ros = plan_schedule(times, SolverSettings(method="ros34pw2"), doses)
     assert field_evaluations(ros.grid, "ros34pw2") == 365 * (4 + 3)  # 4 stages + 3 Jacobian columns
-    combined = plan_schedule(times, SolverSettings(), doses)
+    combined = plan_schedule(times, SolverSettings(method="rk4-ros34pw2"), doses)
     quiet = int(combined.grid.all_quiet.sum())
     assert 300 < quiet < 365
     assert field_evaluations(combined.grid, "rk4-ros34pw2") == (366 - quiet) * 48 + quiet * 7
+    # The default: one RK4 part per 4-hour step, two in the step that starts with a dose
+    # (the interval to day 0 is empty: no steps run there)
+    default = plan_schedule(times, SolverSettings(), doses)
+    busy_days = 366 - int(default.grid.all_quiet.sum())
+    assert field_evaluations(default.grid, "rk4-dose-ros34pw2") == ((busy_days - 1) * 6 + 1) * 4 + (366 - busy_days) * 7
 
 
 def _simulate(regimens, times, **settings):
@@ -116,7 +146,7 @@ def _simulate(regimens, times, **settings):
     return out.outputs
 
 
-@pytest.mark.parametrize("method", ["ros34pw2", SolverSettings.method])
+@pytest.mark.parametrize("method", ["ros34pw2", "rk4-ros34pw2", SolverSettings.method])
 def test_a_patients_results_do_not_depend_on_who_shares_his_batch(method):
     """The batch runs the parts and methods that some patient of it needs (two parts where
     some patient has a dose inside a step; RK4 where some patient is busy, ROS34PW2 where
@@ -145,7 +175,7 @@ def test_combined_method_matches_rk4_on_a_long_off_treatment_follow_up():
         assert rel.max() < 5e-4, (k, float(rel.max()))
     doses = compile_regimens(regimens, 4)
     e_rk4 = field_evaluations(plan_schedule(times, SolverSettings(method="rk4"), doses).grid, "rk4")
-    e_new = field_evaluations(plan_schedule(times, SolverSettings(), doses).grid, "rk4-ros34pw2")
+    e_new = field_evaluations(plan_schedule(times, SolverSettings(), doses).grid, SolverSettings.method)
     assert e_rk4 / e_new > 4.0
 
 
@@ -173,5 +203,5 @@ def test_grouping_patients_by_their_quiet_stretch_changes_no_result():
     for k, v in grouped.outputs.items():
         np.testing.assert_allclose(v, np.concatenate([c.outputs[k] for c in plain]), rtol=1e-6, atol=1e-12,
                                    err_msg=k)
-    one_batch = field_evaluations(plan_schedule(times, SolverSettings(), doses, 0.0, params).grid, "rk4-ros34pw2")
+    one_batch = field_evaluations(plan_schedule(times, SolverSettings(), doses, 0.0, params).grid, SolverSettings.method)
     assert grouped.field_evaluations < one_batch  # 4,030 against 4,385 per patient here

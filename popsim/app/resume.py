@@ -33,7 +33,8 @@ OUTPUT_ONLY = ("resume", "output.figures", "output.report", "output.progress")
 
 def study_config(cfg: DictConfig | Mapping) -> dict:
     """The resolved configuration without the hydra node and the output-only keys, with the
-    versions of popsim and JAX (chunks of another version are not mixed in)."""
+    default step method named and the versions of popsim and JAX (chunks of another version
+    or default method are not mixed in)."""
     container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(
         json.dumps(cfg))
     container.pop("hydra", None)
@@ -44,6 +45,11 @@ def study_config(cfg: DictConfig | Mapping) -> dict:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(last, None)
+    solver = container.get("solver")
+    if isinstance(solver, dict) and solver.get("method") is None:
+        # The default step method by name: chunks simulated before a change of the default
+        # must not be mixed with chunks of the new one.
+        solver["method"] = popsim.SolverSettings.method
     container["versions"] = {"popsim": popsim.__version__, "jax": jax.__version__}
     return container
 

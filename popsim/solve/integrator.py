@@ -4,8 +4,8 @@ Between two requested output times the patient takes ``ceil(gap / dt)`` equal st
 (the step schedule, ``plan_output_grid``). A step is taken in one part, or split in two
 at the first dose inside it, and each part is one step of the step method
 (popsim.solve.methods: ``rk4`` splits every step, at a dose or at its midpoint;
-``ros34pw2`` splits only where the schedule says some patient of the batch has a dose
-strictly inside the step). The slow physiological states follow the method, the linear
+``rk4-dose`` and ``ros34pw2`` split only the steps in which the schedule says some
+patient of the batch has a dose, and each patient at his own dose). The slow physiological states follow the method, the linear
 PK chains are advanced in closed form (popsim.model.pk), so every dose acts at its exact
 time. Outputs are left limits: a sample at a dose time is a pre-dose (trough) sample.
 """
@@ -189,6 +189,13 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
             field = lambda z, a2, u: rhs(z, a2, t0 + u, scale)  # noqa: E731
 
             if not method.always_split:
+                after_dose = getattr(method, "split_after_dose", None)
+                if after_dose is not None:
+                    # A dose of the patient at the step start: split early, where its
+                    # absorption transient is fastest.
+                    dose_at_start = jnp.any((first_offset <= tol) & (first_index < end_index))
+                    split = jnp.where(split < h, split, jnp.where(dose_at_start, after_dose * h, h))
+
                 def stages_of(times):
                     # Stage times are right limits (post-dose) except those at the end of
                     # the part (the last time), which are left limits (pre-dose).
@@ -204,19 +211,19 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
                     return (method.advance(field, y, zero, h, stages),) + end
 
                 def two_parts(y):
+                    # Each patient splits at his own dose; one without a dose in this step
+                    # takes it whole (split = h) and a second part of zero length, which
+                    # leaves his state unchanged, so his results do not depend on who
+                    # shares his batch (beyond the last bit of round-off).
                     first, _ = stages_of(method.stage_times(zero, split))
                     y = method.advance(field, y, zero, split, first)
                     second, end = stages_of(method.stage_times(split, h))
                     return (method.advance(field, y, split, h, second),) + end
 
-                def own_choice(y):
-                    # Each patient takes two parts only if one of his own doses falls
-                    # inside the step, so his results do not depend on who shares his batch.
-                    return _select(split < h, two_parts(y), one_part(y))
-
-                # may_split is the schedule's flag, the same for every patient of the batch
-                # (some patient has a dose inside a step), so only one branch runs.
-                y, a1, a2 = jax.lax.cond(may_split, own_choice, one_part, y)
+                # may_split is the schedule's flag for this step, the same for every
+                # patient of the batch (some patient has a dose in it), so only one
+                # branch runs.
+                y, a1, a2 = jax.lax.cond(may_split, two_parts, one_part, y)
                 return (y, a1, a2, scale)
 
             # No dose inside: split early if a dose sits at the step start (its absorption
@@ -261,8 +268,8 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
                 # The schedule is the same for every patient of the batch, so steps
                 # beyond n_steps are skipped, not masked.
                 def body(i, c):
-                    return jax.lax.cond(i < n_steps, lambda c: step(method, c, boundary(i), boundary(i + 1), may_split),
-                                        lambda c: c, c)
+                    return jax.lax.cond(i < n_steps, lambda c: step(method, c, boundary(i), boundary(i + 1),
+                                                                    may_split[i]), lambda c: c, c)
 
                 return jax.lax.fori_loop(0, loop_steps, body, carry)
             if uniform:
@@ -286,8 +293,8 @@ def _make_patient_simulator(dtype, species: tuple[int, ...], max_steps: int, uni
                     return advance(method, c, t_start, t_end, n_steps, h, may_split, max_steps, uniform)
 
                 def calm(c):
-                    return advance(quiet_method, c, t_start, t_end, g.quiet_steps, g.quiet_step_days, False,
-                                   max_quiet_steps, False)
+                    return advance(quiet_method, c, t_start, t_end, g.quiet_steps, g.quiet_step_days,
+                                   jnp.zeros((max_quiet_steps,), bool), max_quiet_steps, False)
 
                 def mixed(c):
                     return _select(own_quiet, calm(c), busy(c))

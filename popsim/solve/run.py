@@ -27,7 +27,7 @@ from popsim.model.parameters import PARAMETER_NAMES, validate_parameters
 from popsim.solve import integrator
 from popsim.solve.integrator import OutputGrid, Rules, population_simulator
 from popsim.solve.methods import get_method
-from popsim.solve.schedule import field_evaluations, plan_schedule
+from popsim.solve.schedule import field_evaluations, mark_dose_splits, plan_schedule
 from popsim.solve.settings import SolverSettings
 
 
@@ -168,6 +168,9 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
         return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
 
     combined = getattr(get_method(settings.method), "quiet", None) is not None
+    active_method = getattr(get_method(settings.method), "active", get_method(settings.method))
+    splits_at_doses = not active_method.always_split
+    after_dose = getattr(active_method, "split_after_dose", None) is not None
     group = -(-GROUP_SIZE // batch_multiple) * batch_multiple
     step = min(settings.chunk_size, n)
     for begin in range(0, n, step):
@@ -201,6 +204,10 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
             own_quiet = plan.patient_quiet[rows]
             if len(batches) > 1:
                 grid = grid._replace(all_quiet=own_quiet.all(axis=0), any_quiet=own_quiet.any(axis=0))
+                if splits_at_doses:
+                    # The batch's own doses decide which of its steps run two parts.
+                    grid = mark_dose_splits(grid, DoseTable(*(np.asarray(a)[take] for a in doses)),
+                                            after_dose=after_dose)
             chunk_params = {k: put(_pad(np.asarray(v, dtype)[take], batch_size)) for k, v in params.items()}
             chunk_doses = DoseTable(*(put(_pad(np.asarray(a)[take], batch_size)) for a in doses))
             chunk_scale = put(_pad(np.asarray(initial_scale, dtype)[take], batch_size))

@@ -8,11 +8,12 @@ length, and each patient's own doses inside a step split it (exact dose times). 
 is made from the output times, the step settings and the batch's dose tables:
 
 * ``plan_output_grid``: ``ceil(gap / dt)`` equal steps per output interval.
-* ``mark_dose_splits``: where no dose of any patient falls strictly inside a step, a
-  method that splits only at doses takes each step in one part.
+* ``mark_dose_splits``: where no dose of any patient falls strictly inside a step (or at
+  its start, for a method that splits early after a dose), a method that splits only at
+  doses takes that step in one part.
 * ``patient_quiet``: for each patient, the output intervals with no dose of his in them
   or in the window before them (``quiet_after_days``, or ``quiet_half_lives`` PK
-  half-lives if longer); a combined method (``rk4-ros34pw2``) takes those with its
+  half-lives if longer); a combined method (``rk4-dose-ros34pw2``) takes those with its
   quiet-stretch method and its own step. The batch runs a method only where some
   patient needs it, and each patient's own flag picks his result.
 """
@@ -34,10 +35,11 @@ class OutputGrid(NamedTuple):
         interval_end_days: the output times.
         n_steps: int32 steps in that interval (0 when two outputs coincide).
         step_days: step length in that interval.
-        split: bool, whether a step of that interval may hold a dose strictly inside it
-            (of any patient of the batch), so that methods that split only at doses take
-            two parts there. True is always correct; ``mark_dose_splits`` clears it
-            where no dose of a dose table falls inside a step. RK4 ignores it.
+        split: ``(n_times, max_steps)`` bool per step of each interval: whether the step
+            may hold a dose strictly inside it (or, for a method that splits after a dose,
+            at its start) of any patient of the batch, so that methods that split only
+            at doses take two parts there. True is always correct; ``mark_dose_splits``
+            clears it where no dose of a dose table calls for a split. ``rk4`` ignores it.
         quiet_steps, quiet_step_days: steps of a combined method's quiet-stretch method
             in that interval and their length (``plan_schedule``).
         all_quiet, any_quiet: bool, whether the interval is quiet (no recent dose) for
@@ -76,33 +78,43 @@ def plan_output_grid(times_days, dt_days: float, start_day: float = 0.0) -> Outp
     n_steps = np.ceil(gaps / dt_days - 1e-9).astype(np.int32)
     step = np.where(n_steps > 0, gaps / np.maximum(n_steps, 1), 0.0)
     false = np.zeros(times.shape, bool)
-    return OutputGrid(starts, times, n_steps, step, ~false, np.zeros(times.shape, np.int32), np.zeros(times.shape),
+    every_step = np.ones((times.size, max(int(n_steps.max()), 1)), bool)
+    return OutputGrid(starts, times, n_steps, step, every_step, np.zeros(times.shape, np.int32), np.zeros(times.shape),
                       false, false)
 
 
-def mark_dose_splits(grid: OutputGrid, doses, tol: float = 2e-4) -> OutputGrid:
-    """``grid`` with ``split`` cleared for every interval in which no dose of ``doses``
-    (a NumPy DoseTable, any number of patients) falls strictly inside a step.
+def mark_dose_splits(grid: OutputGrid, doses, tol: float = 2e-4, after_dose: bool = False) -> OutputGrid:
+    """``grid`` with ``split`` set for exactly the steps in which a dose of ``doses`` (a
+    NumPy DoseTable, any number of patients) falls strictly inside the step, or, with
+    ``after_dose``, at its start (a method that splits early after a dose).
 
     A dose within ``tol`` days of a step boundary counts as on the boundary (the
-    integrator's coincidence tolerance in float32).
+    integrator's coincidence tolerance in float32), i.e. at the start of the later step.
     """
     starts = np.asarray(grid.interval_start_days, np.float64)
+    ends = np.asarray(grid.interval_end_days, np.float64)
     steps = np.asarray(grid.step_days, np.float64)
+    n_steps = np.asarray(grid.n_steps)
     n = np.asarray(doses.n_doses)
     active = n > 0
-    split = np.zeros(starts.shape, bool)
+    split = np.zeros((starts.size, max(int(n_steps.max()), 1)), bool)
     courses = np.unique(np.stack([np.asarray(doses.start_days, np.float64)[active],
                                   np.asarray(doses.interval_days, np.float64)[active],
                                   n[active].astype(np.float64)], axis=-1), axis=0)
     for start, interval, count in courses:
         times = start + interval * np.arange(int(count))
-        k = np.searchsorted(grid.interval_end_days, times, side="left")
-        k = k[k < starts.size]
-        times = times[: k.size]
-        offset = (times - starts[k]) / np.where(steps[k] > 0, steps[k], 1.0)
-        inside = (steps[k] > 0) & (np.abs(offset - np.round(offset)) * steps[k] > tol) & (times > starts[k])
-        split[k[inside]] = True
+        # The interval [start, end) that gives the dose (a dose at an output time is given
+        # after that output: outputs are left limits).
+        k = np.searchsorted(ends, times + tol, side="right")
+        keep = k < starts.size
+        k, times = k[keep], times[keep]
+        h = np.where(steps[k] > 0, steps[k], 1.0)
+        position = (times - starts[k]) / h
+        index = np.floor(position + tol / h).astype(np.int64)
+        on_boundary = np.abs(position - np.round(position)) * h <= tol
+        valid = (steps[k] > 0) & (index >= 0) & (index < n_steps[k])
+        mark = valid & (~on_boundary | after_dose)
+        split[k[mark], index[mark]] = True
     return grid._replace(split=split)
 
 
@@ -172,7 +184,9 @@ def plan_schedule(times_days, settings, doses, start_day: float = 0.0, params=No
     population runs the same compiled program; each patient's quiet flags depend only on his
     own doses and parameters, so his results do not depend on who shares his batch."""
     method = get_method(settings.method)
-    grid = mark_dose_splits(plan_output_grid(times_days, settings.dt_days, start_day), doses)
+    active = getattr(method, "active", method)
+    grid = mark_dose_splits(plan_output_grid(times_days, settings.dt_days, start_day), doses,
+                            after_dose=getattr(active, "split_after_dose", None) is not None)
     n = np.asarray(doses.n_doses).shape[0]
     quiet = np.zeros((n, grid.n_steps.size), bool)
     gaps = grid.interval_end_days - grid.interval_start_days
@@ -184,9 +198,10 @@ def plan_schedule(times_days, settings, doses, start_day: float = 0.0, params=No
         quiet = patient_quiet(grid, doses, settings.quiet_after_days, settings.quiet_half_lives, params)
         n_quiet = np.ceil(gaps / settings.quiet_dt_days - 1e-9).astype(np.int32)
         grid = grid._replace(quiet_steps=n_quiet, quiet_step_days=gaps / np.maximum(n_quiet, 1),
-                             all_quiet=quiet.all(axis=0) & (n > 0), any_quiet=quiet.any(axis=0),
-                             # quiet patients have no dose inside a step; busy ones take RK4
-                             split=np.zeros_like(grid.split))
+                             all_quiet=quiet.all(axis=0) & (n > 0), any_quiet=quiet.any(axis=0))
+        if active.always_split:
+            # quiet patients have no dose inside a step; busy ones split every step anyway
+            grid = grid._replace(split=np.zeros_like(grid.split))
     max_steps = max(int(grid.n_steps.max()), 1)
     uniform = bool(np.all(np.isin(grid.n_steps, (0, max_steps))))
     return Plan(grid, max_steps, uniform, max(int(grid.quiet_steps.max()), 1), quiet)
@@ -210,12 +225,14 @@ def field_evaluations(grid: OutputGrid, method: str, n_states: int | None = None
     else:
         calm = np.asarray(grid.any_quiet)
         busy = ~np.asarray(grid.all_quiet)
-    parts = np.where(np.asarray(grid.split), 2, 1)
+    split = np.asarray(grid.split)
+    executed = np.arange(split.shape[1])[None, :] < n_steps[:, None]  # (n_times, max_steps)
+    parts_per_interval = np.sum(np.where(split, 2, 1) * executed, axis=1)
     total = 0
     if active.always_split:
         total += int(busy.sum()) * max(int(n_steps.max()), 1) * 2 * active.evaluations(n_states)
     else:
-        total += int(np.sum((n_steps * parts)[busy])) * active.evaluations(n_states)
+        total += int(np.sum(parts_per_interval[busy])) * active.evaluations(n_states)
     if quiet_method is not None:
         total += int(np.sum(np.asarray(grid.quiet_steps)[calm])) * quiet_method.evaluations(n_states)
     return total

@@ -13,16 +13,22 @@ class SolverSettings:
     """How the population is integrated.
 
     Attributes:
-        method: step method (popsim.solve.methods): "ros34pw2" (default), an L-stable
-            Rosenbrock-W method that takes the whole output interval (1 day) in one step,
-            or "rk4", classical RK4 with every step split in two (the integrator before
-            it, kept for comparison and as a fallback). Doses act at their exact times
-            with either (docs/accuracy.md).
-        dt_days: largest step (days); None = the method's default, the largest step that
-            keeps hormones within 1e-3 (relative) and recovery times within 1 day of a
-            tight reference (docs/accuracy.md): 1 day for ros34pw2, 4 h for rk4 (which
-            also needs 1/48 d for gonadorelin boluses and 1/24 d for a 90-min pump; the
-            gonadorelin protocol configs set it).
+        method: step method (popsim.solve.methods): "rk4-dose-ros34pw2" (default):
+            RK4 in one part per step (two where one of the patient's doses falls inside
+            the step or at its start) while doses are recent, ROS34PW2 (L-stable,
+            Rosenbrock-W) one day at a time on quiet stretches; "rk4-ros34pw2": the same
+            with every RK4 step split in two (the default before); "rk4-dose", "rk4"
+            (every step split in two: the original integrator, kept for comparison and as
+            a fallback) and "ros34pw2" alone. Doses act at their exact times with each
+            (docs/accuracy.md, docs/performance.md).
+        dt_days: largest RK4 step (days; ROS34PW2 alone: its step); None = the method's
+            default, the largest step that keeps hormones within 1e-3 (relative) and
+            recovery times within 1 day of a tight reference (docs/accuracy.md): 4 h for
+            the RK4 methods (gonadorelin boluses need 1/48 d and a 90-min pump 1/24 d;
+            the gonadorelin protocol configs set it), 1 day for ros34pw2.
+        quiet_after_days, quiet_half_lives, quiet_dt_days: a combined method's quiet
+            stretches (no dose within max(quiet_after_days, quiet_half_lives x the
+            longest PK half-life)) and its step there.
         precision: "float32" (population default) or "float64" (reference, calibration).
         chunk_size: patients per compiled batch; bounds memory.
     """

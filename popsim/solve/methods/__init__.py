@@ -14,8 +14,12 @@ Interface of a method object:
 * ``default_dt_days``: its default largest step (the step that meets the accuracy
   targets, docs/accuracy.md).
 * ``always_split``: True when every step is taken as two parts (split at the first dose
-  inside it, else at a fixed fraction: today's RK4); False when a step is one part
-  unless a dose of some patient of the batch falls strictly inside it.
+  inside it, else at a fixed fraction: ``rk4``); False when a step is one part unless
+  the schedule flags it (some patient of the batch has a dose inside it, or at its start
+  for a method with ``split_after_dose``), and then each patient splits at his own dose
+  (a patient without one takes his step whole and a second part of zero length).
+* ``split_after_dose`` (optional): fraction of the step at which a step with one of the
+  patient's doses at its start is split.
 * ``stage_times(u0, u1)``: the times (days from the step start) at which the part
   needs the PK, the last one ``u1`` (evaluated as a left limit: a dose at ``u1`` is not
   yet given).
@@ -28,14 +32,16 @@ Interface of a method object:
 
 from __future__ import annotations
 
-from popsim.solve.methods import rk4, ros34pw2
+from popsim.solve.methods import rk4, rk4_dose, ros34pw2
 from popsim.solve.methods.combined import Combined
 
 METHODS = {m.name: m for m in (
-    rk4.METHOD, ros34pw2.METHOD,
+    rk4.METHOD, rk4_dose.METHOD, ros34pw2.METHOD,
     Combined("rk4-ros34pw2", rk4.METHOD, ros34pw2.METHOD, quiet_after_days=28.0, quiet_half_lives=10.0,
+             quiet_dt_days=1.0),
+    Combined("rk4-dose-ros34pw2", rk4_dose.METHOD, ros34pw2.METHOD, quiet_after_days=28.0, quiet_half_lives=10.0,
              quiet_dt_days=1.0))}
-DEFAULT_METHOD = "rk4-ros34pw2"
+DEFAULT_METHOD = "rk4-dose-ros34pw2"
 
 
 def get_method(name: str):

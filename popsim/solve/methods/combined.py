@@ -1,11 +1,13 @@
 """A combined step method: one method while doses are recent, another on quiet stretches.
 
-``rk4-ros34pw2`` takes RK4 (4-hour steps, each split at a dose or its midpoint) in every
-output interval in which some patient of the batch was dosed within the last
-``SolverSettings.quiet_after_days``, and ROS34PW2 (L-stable, one step per day) in every
-other interval: long off-treatment follow-up, where the feedback loop is stiff and
-nothing is dosed. Which intervals are quiet is the step schedule's decision
-(popsim.solve.schedule.mark_quiet), the same for every patient of a batch.
+``rk4-dose-ros34pw2`` (the default) takes RK4 (4-hour steps, split only at the patient's
+own doses) and ``rk4-ros34pw2`` RK4 with every step split in two, in every output
+interval within max(``quiet_after_days``, ``quiet_half_lives`` PK half-lives) of one of
+the patient's doses, and ROS34PW2 (L-stable, one step per day) in every other interval:
+long off-treatment follow-up, where the feedback loop is stiff and nothing is dosed.
+Which intervals are quiet is the step schedule's decision per patient
+(popsim.solve.schedule.patient_quiet); a batch runs each method where some patient
+needs it.
 
 Measured (docs/performance.md): on treatment an explicit method at 4 h is what meets
 the 1e-3 target on the suppressed hormones (ROS34PW2 has a far larger error constant
