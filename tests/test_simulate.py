@@ -96,8 +96,11 @@ def test_sharded_results_equal_unsharded():
         import json
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert [r["devices"] for r in results] == [1, 2]
-    np.testing.assert_array_equal(results[0]["sperm"], results[1]["sperm"])
-    np.testing.assert_array_equal(results[0]["lh"], results[1]["lh"])
+    # Equal to float32 round-off: the SPMD-partitioned program may round a step in the
+    # last bit differently (seen since rk4-dose: 4 of 2000 sperm values 1 ulp apart, and
+    # LH suppressed 1e5-fold, a steep function of the feedback state, 2e-6 apart).
+    np.testing.assert_allclose(results[0]["sperm"], results[1]["sperm"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(results[0]["lh"], results[1]["lh"], rtol=1e-5, atol=0)
 
 
 def test_padded_batch_sizes_are_few_and_on_the_side_of_the_full_batch():

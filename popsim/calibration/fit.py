@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable, NamedTuple
 
 from popsim.calibration.data import LabData
@@ -49,6 +50,13 @@ def calibrate_problem(problem: CalibrationProblem, spec: CalibrationSpec,
                       settings: InferenceSettings = InferenceSettings()) -> CalibrationResult:
     """``calibrate`` for lab data already turned into a CalibrationProblem with ``spec``."""
     validate_settings(settings)
+    if settings.method == "laplace":
+        # A Laplace fit needs a proper mode; centred for the azoospermic men, the regrowth
+        # rate's IIV sd has none on the shipped example (the centred funnel: Newton steps
+        # stalled at a largest gradient of 1.3e3, against 0.14 non-centred), so the fast
+        # path samples such parameters non-centred for every man.
+        spec = replace(spec, estimated=tuple(replace(e, centred=False) if e.centred == "azoospermic" else e
+                                             for e in spec.estimated))
     predict = make_predictor(problem, spec, settings.gradient)
     model = make_model(problem, spec, predict)
     t0 = time.perf_counter()

@@ -53,7 +53,8 @@ class EstimatedParameter:
             baseline measured at many visits), False non-centred for every man, and
             ``"azoospermic"`` centred for the men whose data show a sperm concentration
             censored or below ``AZOOSPERMIC_BELOW_M_ML`` and non-centred for the others
-            (suits the reserve regrowth rate, which only those men's recovery curves see).
+            (suits the reserve regrowth rate, which only those men's recovery curves see;
+            a Laplace fit, which needs a proper mode, samples it non-centred for every man).
     """
 
     name: str

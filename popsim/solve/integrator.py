@@ -5,9 +5,9 @@ Between two requested output times the patient takes ``ceil(gap / dt)`` equal st
 at the first dose inside it, and each part is one step of the step method
 (popsim.solve.methods: ``rk4`` splits every step, at a dose or at its midpoint;
 ``rk4-dose`` and ``ros34pw2`` split only the steps in which the schedule says some
-patient of the batch has a dose, and each patient at his own dose). The slow physiological states follow the method, the linear
-PK chains are advanced in closed form (popsim.model.pk), so every dose acts at its exact
-time. Outputs are left limits: a sample at a dose time is a pre-dose (trough) sample.
+patient of the batch has a dose, and each patient at his own dose). The slow
+physiological states follow the method, the linear PK chains are advanced in closed form
+(popsim.model.pk), so every dose acts at its exact time. Outputs are left limits: a sample at a dose time is a pre-dose (trough) sample.
 """
 
 from __future__ import annotations
