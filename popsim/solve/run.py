@@ -167,8 +167,9 @@ def iterate_chunks(params: Mapping[str, np.ndarray], doses: DoseTable, times_day
     def put(a):
         return jax.device_put(a, by_patient) if by_patient is not None else jnp.asarray(a)
 
-    combined = getattr(get_method(settings.method), "quiet", None) is not None
-    active_method = getattr(get_method(settings.method), "active", get_method(settings.method))
+    method = get_method(settings.method)
+    combined = getattr(method, "quiet", None) is not None
+    active_method = getattr(method, "active", method)
     splits_at_doses = not active_method.always_split
     after_dose = getattr(active_method, "split_after_dose", None) is not None
     group = -(-GROUP_SIZE // batch_multiple) * batch_multiple
