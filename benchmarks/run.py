@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark popsim against its peers on the same model and the same virtual cohort.
 
-    python benchmarks/run.py --quick          # < 3 min on 2 cores
+    python benchmarks/run.py --quick          # about 7 min on 2 cores
     python benchmarks/run.py                  # full run with the scaling section, < 15 min on 2 cores
     python benchmarks/run.py --quick --peers popsim --years 1 --patients 64 --out /tmp/bench
 
@@ -445,7 +445,7 @@ def bc_meets(acc: dict) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small cohorts, short horizon (< 3 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="small cohorts, short horizon (about 7 min on 2 cores)")
     parser.add_argument("--peers", default=",".join(ALL_PEERS),
                         help=f"comma-separated peers among {', '.join(ALL_PEERS)} (default: all)")
     parser.add_argument("--years", type=float, help="simulated horizon in years (quick 3, full 7)")
