@@ -105,3 +105,27 @@ def test_tiny_sweep_writes_a_sweep_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(sweep_dir / "sweep_summary.csv")
     assert len(table) == 2
+
+
+def test_a_sweep_drops_compiled_code_before_the_process_nears_the_mapping_limit(tmp_path, monkeypatch):
+    """The jobs of a sweep run one after another in one process, each compiling its own
+    programs (about 1,000 memory mappings each); past the kernel's limit on mappings XLA
+    aborts the process, so each job's end drops the compiled code once the process holds
+    more than 30 % of the limit, and leaves it alone below."""
+    import jax
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from popsim import devices
+    from popsim.app.callbacks import SweepSummary
+
+    if devices.memory_mapping_count() is None:
+        pytest.skip("this OS does not report the process's memory mappings")
+    double = jax.jit(lambda x: 2.0 * x)
+    double(1.0)
+    job = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
+    done = JobReturn(status=JobStatus.COMPLETED)
+    SweepSummary().on_job_end(job, done)
+    assert double._cache_size() == 1  # far below the limit: kept
+    monkeypatch.setattr(devices, "max_memory_mappings", lambda: 100)
+    SweepSummary().on_job_end(job, done)
+    assert double._cache_size() == 0

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from popsim.analysis.survival import sweep_table
 from popsim.app.outputs import COMPLETE_MARKER, staged_outputs
+from popsim.devices import release_compiled_code_near_the_mapping_limit
 from popsim.plotting.figures import protocol_comparison
 from popsim.report.markdown import render_sweep_report
 
@@ -147,6 +148,9 @@ class SweepSummary(Callback):
             error.write_text(f"{type(e).__name__}: {e}\n")
         elif error.exists():
             error.unlink()
+        # The jobs of a sweep run one after another in this process, each compiling its own
+        # programs: drop them before the process nears the kernel's limit on memory mappings.
+        release_compiled_code_near_the_mapping_limit()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
