@@ -88,10 +88,16 @@ def release_compiled_code_near_the_mapping_limit(fraction: float = 0.3) -> bool:
     count = memory_mapping_count()
     if count is None or count <= fraction * max_memory_mappings():
         return False
+    release_compiled_code()
+    return True
+
+
+def release_compiled_code() -> None:
+    """Drop every compiled executable JAX holds (and their memory mappings); the next call
+    of a dropped program compiles it again."""
     import gc
 
     import jax
 
     jax.clear_caches()
     gc.collect()
-    return True

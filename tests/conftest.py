@@ -6,12 +6,9 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import gc
-
-import jax
 import pytest
 
-from popsim.devices import release_compiled_code_near_the_mapping_limit
+from popsim.devices import release_compiled_code, release_compiled_code_near_the_mapping_limit
 
 
 # A pytest worker keeps every executable the suite compiled, each in memory mappings of its
@@ -22,8 +19,7 @@ from popsim.devices import release_compiled_code_near_the_mapping_limit
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_code_after_each_module():
     yield
-    jax.clear_caches()
-    gc.collect()
+    release_compiled_code()
 
 
 @pytest.fixture(autouse=True)
