@@ -134,6 +134,32 @@ def test_strata_bins():
                                                        sv.GEL_LABEL, "<100 mg/wk"]
 
 
+def test_asian_strata_keep_missing_values_missing():
+    df = pd.DataFrame({"asian": [0.0, 1.0, np.nan, 0.7, 0.2]})
+    labels = sv.stratum_labels(df, "asian")
+    assert list(labels.cat.categories) == ["non-Asian", "Asian"]
+    assert labels.isna().tolist() == [False, False, True, False, False]
+    assert list(labels.dropna()) == ["non-Asian", "Asian", "Asian", "non-Asian"]
+
+
+def test_analysable_rows_carry_only_the_columns_asked_for():
+    df = synthetic_table(300, n_failed=3)
+    rows, n_failed = sv.analysable(df, "conc_ge_15", "latent", columns=("age_years", "not_a_column"))
+    assert list(rows.columns) == ["age_years", "conc_ge_15_days", "conc_ge_15_observed"]
+    assert n_failed == 3 and len(rows) == 297 and not rows.index.isin(range(3)).any()
+    everything, _ = sv.analysable(df)
+    assert list(everything.columns) == list(df.columns) and len(everything) == 297
+
+
+def test_dose_strata_and_cox_still_see_gel_users():
+    df = synthetic_table(300, n_failed=3)
+    n_gel = int(((df["trt_product"] == "gel") & ~df["failed"]).sum())
+    strata = {r["stratum"]: r["n"] for r in sv.stratified_summary(df, "conc_ge_15", "latent", "trt_dose")}
+    assert strata[sv.GEL_LABEL] == n_gel and sum(strata.values()) == 297
+    cox = {r["covariate"]: r for r in sv.cox_hazard_ratios(df, "conc_ge_15", "latent")}
+    assert f"{n_gel} gel users excluded" in cox["age_years"]["note"] and cox["age_years"]["n"] == 297 - n_gel
+
+
 def test_stratified_summary_skips_empty_strata():
     df = synthetic_table(200, n_failed=0)
     df["trt_duration_days"] = np.where(np.arange(200) < 100, 7 * M, 30 * M)

@@ -72,6 +72,14 @@ STRATIFIER_TITLES = {
     "trt_product": "TRT product", "asian": "Ethnicity", "protocol": "Protocol",
 }
 GEL_LABEL = "gel (mg not comparable)"
+# Stratifier -> the outcome-table columns it needs, and those it reads when present
+# (trt_product puts gel users in their own dose stratum).
+STRATIFIER_NEEDS: dict[str, tuple[str, ...]] = {
+    "trt_duration": ("trt_duration_days",), "age": ("age_years",),
+    "trt_dose": ("trt_dose_mg", "trt_interval_days"), "trt_product": ("trt_product",),
+    "asian": ("asian",), "protocol": ("protocol",)}
+STRATIFIER_COLUMNS: dict[str, tuple[str, ...]] = {
+    **STRATIFIER_NEEDS, "trt_dose": ("trt_dose_mg", "trt_interval_days", "trt_product")}
 
 
 # --------------------------------------------------------------------------- columns
@@ -143,22 +151,29 @@ def weekly_dose_mg(df: pd.DataFrame) -> pd.Series:
     return dose
 
 
-def analysable(df: pd.DataFrame, endpoint: str | None = None, variant: str = "latent") -> tuple[pd.DataFrame, int]:
+def analysable(df: pd.DataFrame, endpoint: str | None = None, variant: str = "latent",
+               columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, int]:
     """Rows usable for statistics and the number of excluded numerical failures.
 
     Args:
         df: outcome table.
         endpoint, variant: when given, rows with a missing time of this endpoint are dropped too.
+        columns: the columns the caller needs (the endpoint's two are added); None keeps
+            every column. Naming them keeps a million-row table from being copied whole.
 
     Returns:
-        ``(rows, n_failed)``.
+        ``(rows, n_failed)``; ``rows`` is ``df`` itself (or its column selection) when no
+        row is dropped.
     """
-    failed = df["failed"].astype(bool) if "failed" in df.columns else pd.Series(False, index=df.index)
+    failed = df["failed"].to_numpy(bool) if "failed" in df.columns else np.zeros(len(df), bool)
     keep = ~failed
     if endpoint is not None:
         time_col, _ = endpoint_columns(endpoint, variant)
-        keep &= np.isfinite(df[time_col].astype(float))
-    return df.loc[keep], int(failed.sum())
+        keep &= np.isfinite(df[time_col].to_numpy(float))
+    if columns is not None:
+        wanted = list(columns) + (list(endpoint_columns(endpoint, variant)) if endpoint is not None else [])
+        df = df[[c for c in dict.fromkeys(wanted) if c in df.columns]]
+    return (df if keep.all() else df.loc[keep]), int(failed.sum())
 
 
 # --------------------------------------------------------------------------- strata
@@ -189,18 +204,17 @@ def stratum_labels(df: pd.DataFrame, by: str) -> pd.Series:
     if column not in df.columns:
         raise ValueError(f"the table has no '{column}' column to stratify by")
     if by == "asian":
-        text = df[column].map(lambda v: None if pd.isna(v) else ("Asian" if float(v) >= 0.5 else "non-Asian"))
-        return pd.Series(pd.Categorical(text, categories=["non-Asian", "Asian"], ordered=True), index=df.index)
+        values = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
+        codes = np.where(np.isnan(values), -1, (values >= 0.5).astype(np.int8))
+        return pd.Series(pd.Categorical.from_codes(codes, categories=["non-Asian", "Asian"], ordered=True),
+                         index=df.index)
     text = df[column].astype(str)
     return pd.Series(pd.Categorical(text, categories=list(dict.fromkeys(text)), ordered=True), index=df.index)
 
 
 def available_stratifiers(df: pd.DataFrame) -> list[str]:
     """Stratifiers whose columns the table has."""
-    needs = {"trt_duration": ("trt_duration_days",), "age": ("age_years",),
-             "trt_dose": ("trt_dose_mg", "trt_interval_days"), "trt_product": ("trt_product",),
-             "asian": ("asian",), "protocol": ("protocol",)}
-    return [by for by in STRATIFIERS if all(c in df.columns for c in needs[by])]
+    return [by for by in STRATIFIERS if all(c in df.columns for c in STRATIFIER_NEEDS[by])]
 
 
 # --------------------------------------------------------------------------- Kaplan-Meier
@@ -219,8 +233,8 @@ def follow_up_days(df: pd.DataFrame) -> float:
     horizon as soon as one man is censored in one endpoint, and a lower bound otherwise
     (then every endpoint has recovered everyone, and the bound does not matter).
     """
-    rows, _ = analysable(df)
-    columns = [endpoint_columns(e, v)[0] for e in endpoints_in(rows) for v in VARIANTS if has_endpoint(rows, e, v)]
+    columns = [endpoint_columns(e, v)[0] for e in endpoints_in(df) for v in VARIANTS if has_endpoint(df, e, v)]
+    rows, _ = analysable(df, columns=columns)
     times = rows[columns].to_numpy(float) if columns else np.zeros((0, 0))
     times = times[np.isfinite(times)]
     return float(times.max()) if times.size else 0.0
@@ -269,7 +283,7 @@ def km_table(df: pd.DataFrame, endpoint: str, variant: str = "latent",
         DataFrame with ``time_months``, ``p_recovered``, ``lower``, ``upper`` (fractions
         0-1). Rows beyond the end of follow-up are NaN unless everyone has recovered.
     """
-    rows, _ = analysable(df, endpoint, variant)
+    rows, _ = analysable(df, endpoint, variant, columns=())
     if rows.empty:
         return pd.DataFrame({"time_months": [], "p_recovered": [], "lower": [], "upper": []})
     kmf = _fit_km(rows, endpoint, variant)
@@ -342,7 +356,7 @@ def recovery_summary(df: pd.DataFrame, endpoint: str, variant: str = "latent",
         ``never_recovered_fraction`` ``{estimate, lower, upper, at_month}`` (KM survival
         at the end of follow-up).
     """
-    rows, n_failed = analysable(df, endpoint, variant)
+    rows, n_failed = analysable(df, endpoint, variant, columns=())
     time_col, event_col = endpoint_columns(endpoint, variant)
     events = rows[event_col].to_numpy(bool)
     out = {"endpoint": endpoint, "label": endpoint_label(endpoint), "variant": variant,
@@ -381,7 +395,9 @@ def stratified_summary(df: pd.DataFrame, endpoint: str, variant: str, by: str,
         one dict per stratum: ``by``, ``stratum`` (label), ``n``, ``n_events``,
         ``median_months`` ``{estimate, lower, upper}`` and ``p_recovered_by_month``.
     """
-    rows, _ = analysable(df, endpoint, variant)
+    if by not in STRATIFIERS:
+        raise ValueError(f"by must be one of {STRATIFIERS}, got {by!r}")
+    rows, _ = analysable(df, endpoint, variant, columns=STRATIFIER_COLUMNS[by])
     horizon_days = follow_up_days(df) if horizon_days is None else horizon_days
     labels = stratum_labels(rows, by)
     out = []
@@ -417,7 +433,10 @@ def _cox_row(name: str, **values) -> dict:
 def _cox_design(df: pd.DataFrame, endpoint: str, variant: str, covariates: Sequence[str]
                 ) -> tuple[pd.DataFrame, list[dict], list[str]]:
     """Scaled design matrix with ``T`` (months) and ``E``, dropped-covariate rows, notes."""
-    rows, _ = analysable(df, endpoint, variant)
+    sources = {"trt_duration_months": ("trt_duration_days",),
+               "trt_weekly_dose_mg": ("trt_dose_mg", "trt_interval_days", "trt_product")}
+    rows, _ = analysable(df, endpoint, variant,
+                         columns=[c for name in covariates for c in sources.get(name, (name,))] + ["trt_product"])
     time_col, event_col = endpoint_columns(endpoint, variant)
     data = pd.DataFrame({"T": rows[time_col].to_numpy(float) / DAYS_PER_MONTH,
                          "E": rows[event_col].to_numpy(bool).astype(int)}, index=rows.index)
@@ -498,6 +517,14 @@ def _quantiles(values: pd.Series) -> dict[str, float | None]:
     return {"mean": float(values.mean()), **{f"p{p}": float(v) for p, v in zip((5, 25, 50, 75, 95), q)}}
 
 
+# The outcome-table columns cohort_description reads.
+COHORT_COLUMNS = ("age_years", "bmi_kg_m2", "testicular_function", "baseline_sperm_m_ml",
+                  "baseline_testosterone_nmol_l", "baseline_lh_iu_l", "baseline_fsh_iu_l", "trt_duration_days",
+                  "trt_dose_mg", "trt_interval_days", "trt_product", "asian", "protocol", "azoospermic_during_trt",
+                  "suppression_min_sperm_fraction", "suppression_to_conc_le_1_days",
+                  "suppression_to_conc_le_1_observed")
+
+
 def cohort_description(df: pd.DataFrame) -> dict:
     """Who the analysed men are and how deeply TRT suppressed them.
 
@@ -511,10 +538,9 @@ def cohort_description(df: pd.DataFrame) -> dict:
         of baseline (median, IQR), fraction reaching <= 1 M/mL and KM median time to
         <= 1 M/mL from TRT start (months, censored at TRT end).
     """
-    rows, n_failed = analysable(df)
+    rows, n_failed = analysable(df, columns=COHORT_COLUMNS)
     out: dict[str, Any] = {"n": int(len(df)), "n_failed": n_failed, "n_analysed": int(len(rows))}
-    for name in ("age_years", "bmi_kg_m2", "testicular_function", "baseline_sperm_m_ml",
-                 "baseline_testosterone_nmol_l", "baseline_lh_iu_l", "baseline_fsh_iu_l"):
+    for name in COHORT_COLUMNS[:7]:
         if name in rows.columns:
             out[name] = _quantiles(rows[name])
     if "baseline_testosterone_nmol_l" in rows.columns and len(rows):
@@ -604,7 +630,7 @@ def hormone_fraction_summary(df: pd.DataFrame) -> dict:
         ``{hormone: [{"month", "mean", "q10", "q90", "n"}, ...]}``; empty when the table
         has no such columns.
     """
-    rows, _ = analysable(df)
+    rows, _ = analysable(df, columns=[c for c in df.columns if c.endswith("mo") and "_fraction_of_baseline_" in c])
     out: dict[str, list] = {}
     for hormone in HORMONE_WORDS:
         prefix = f"{hormone}_fraction_of_baseline_"

@@ -55,7 +55,8 @@ def km_curves(df: pd.DataFrame, endpoint: str, variant: str = "latent", stratify
         min_n: strata with fewer men are not drawn (named in a note on the plot).
     """
     fig, (ax,) = _figure()
-    rows, n_failed = survival.analysable(df, endpoint, variant)
+    rows, n_failed = survival.analysable(df, endpoint, variant,
+                                         columns=survival.STRATIFIER_COLUMNS.get(stratify_by, ()))
     small: list[str] = []
     if stratify_by is None:
         groups = [("all men", rows)]
@@ -236,7 +237,8 @@ def suppression_depth(df: pd.DataFrame) -> Figure:
     pre-TRT value (log scale). Right: months from TRT start to <= 1 M/mL, among men who
     reached it (the fraction who did is in the title).
     """
-    rows, n_failed = survival.analysable(df)
+    rows, n_failed = survival.analysable(df, columns=("suppression_min_sperm_fraction", "suppression_to_conc_le_1_days",
+                                                      "suppression_to_conc_le_1_observed"))
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     fraction = rows["suppression_min_sperm_fraction"].to_numpy(float)
