@@ -211,7 +211,9 @@ def run_study(design: CohortDesign, study: StudySpec,
         done += ids.size
         if on_chunk is not None:
             on_chunk(done, stop - start)
-    outcomes = {k: np.concatenate(v) for k, v in columns.items()}
+    # Column by column, each column's chunks released as it is joined: a million men's
+    # outcomes are never held twice.
+    outcomes = {k: np.concatenate(columns.pop(k)) for k in list(columns)}
     trajectories = {k: np.concatenate(v) for k, v in kept.items()}
     return StudyResult(outcomes, kept_times, trajectories,
                        np.concatenate(kept_ids) if kept_ids else np.zeros(0, np.int64), days, simulated)
