@@ -108,3 +108,17 @@ def test_benchmark_port_matches_popsim_model():
                 dy = [0.0] * N_STATES
                 port["vector_field"](y.tolist(), ex_vals, 0.0, p_row, c, dy)
                 np.testing.assert_allclose(dy, ref_dy, rtol=1e-9, atol=1e-12, err_msg=f"patient {i}, trial {trial}")
+
+
+def test_outcome_stage_benchmark_reports_its_peak_memory(tmp_path):
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_outcome_stage.py"), "--rows", "3000", "--simulate", "16",
+               "--out", str(tmp_path)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [result] = tmp_path.glob("outcome-stage-*.json")
+    report = json.loads(result.read_text())
+    r = report["result"]
+    assert r["rows"] == 3000 and r["simulated_men"] == 16 and r["columns"] > 50
+    assert 0 < r["rss_before_stage_mib"] <= r["peak_rss_mib"] and r["stage_wall_s"] > 0
+    assert report["hardware"]["cores_available"] >= 1
+    assert (tmp_path / (result.stem + ".md")).read_text().startswith("# popsim outcome stage, 3,000 men")
