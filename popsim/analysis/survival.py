@@ -414,6 +414,12 @@ def stratified_summary(df: pd.DataFrame, endpoint: str, variant: str, by: str,
 
 # --------------------------------------------------------------------------- Cox
 
+# Derived Cox covariate -> the outcome-table columns it is computed from (trt_product:
+# gel users are excluded when the dose is a covariate); any other covariate is a column.
+COVARIATE_COLUMNS = {"trt_duration_months": ("trt_duration_days",),
+                     "trt_weekly_dose_mg": ("trt_dose_mg", "trt_interval_days", "trt_product")}
+
+
 def _covariate_values(df: pd.DataFrame, name: str) -> pd.Series | None:
     if name == "trt_duration_months":
         return df["trt_duration_days"].astype(float) / DAYS_PER_MONTH if "trt_duration_days" in df.columns else None
@@ -433,10 +439,8 @@ def _cox_row(name: str, **values) -> dict:
 def _cox_design(df: pd.DataFrame, endpoint: str, variant: str, covariates: Sequence[str]
                 ) -> tuple[pd.DataFrame, list[dict], list[str]]:
     """Scaled design matrix with ``T`` (months) and ``E``, dropped-covariate rows, notes."""
-    sources = {"trt_duration_months": ("trt_duration_days",),
-               "trt_weekly_dose_mg": ("trt_dose_mg", "trt_interval_days", "trt_product")}
     rows, _ = analysable(df, endpoint, variant,
-                         columns=[c for name in covariates for c in sources.get(name, (name,))] + ["trt_product"])
+                         columns=[c for name in covariates for c in COVARIATE_COLUMNS.get(name, (name,))])
     time_col, event_col = endpoint_columns(endpoint, variant)
     data = pd.DataFrame({"T": rows[time_col].to_numpy(float) / DAYS_PER_MONTH,
                          "E": rows[event_col].to_numpy(bool).astype(int)}, index=rows.index)
@@ -517,12 +521,14 @@ def _quantiles(values: pd.Series) -> dict[str, float | None]:
     return {"mean": float(values.mean()), **{f"p{p}": float(v) for p, v in zip((5, 25, 50, 75, 95), q)}}
 
 
-# The outcome-table columns cohort_description reads.
-COHORT_COLUMNS = ("age_years", "bmi_kg_m2", "testicular_function", "baseline_sperm_m_ml",
-                  "baseline_testosterone_nmol_l", "baseline_lh_iu_l", "baseline_fsh_iu_l", "trt_duration_days",
-                  "trt_dose_mg", "trt_interval_days", "trt_product", "asian", "protocol", "azoospermic_during_trt",
-                  "suppression_min_sperm_fraction", "suppression_to_conc_le_1_days",
-                  "suppression_to_conc_le_1_observed")
+# The outcome-table columns cohort_description reads: those it summarises as distributions,
+# then the others.
+COHORT_DISTRIBUTIONS = ("age_years", "bmi_kg_m2", "testicular_function", "baseline_sperm_m_ml",
+                        "baseline_testosterone_nmol_l", "baseline_lh_iu_l", "baseline_fsh_iu_l")
+COHORT_COLUMNS = COHORT_DISTRIBUTIONS + (
+    "trt_duration_days", "trt_dose_mg", "trt_interval_days", "trt_product", "asian", "protocol",
+    "azoospermic_during_trt", "suppression_min_sperm_fraction", "suppression_to_conc_le_1_days",
+    "suppression_to_conc_le_1_observed")
 
 
 def cohort_description(df: pd.DataFrame) -> dict:
@@ -540,7 +546,7 @@ def cohort_description(df: pd.DataFrame) -> dict:
     """
     rows, n_failed = analysable(df, columns=COHORT_COLUMNS)
     out: dict[str, Any] = {"n": int(len(df)), "n_failed": n_failed, "n_analysed": int(len(rows))}
-    for name in COHORT_COLUMNS[:7]:
+    for name in COHORT_DISTRIBUTIONS:
         if name in rows.columns:
             out[name] = _quantiles(rows[name])
     if "baseline_testosterone_nmol_l" in rows.columns and len(rows):
