@@ -234,10 +234,14 @@ def follow_up_days(df: pd.DataFrame) -> float:
     (then every endpoint has recovered everyone, and the bound does not matter).
     """
     columns = [endpoint_columns(e, v)[0] for e in endpoints_in(df) for v in VARIANTS if has_endpoint(df, e, v)]
-    rows, _ = analysable(df, columns=columns)
-    times = rows[columns].to_numpy(float) if columns else np.zeros((0, 0))
-    times = times[np.isfinite(times)]
-    return float(times.max()) if times.size else 0.0
+    keep = ~df["failed"].to_numpy(bool) if "failed" in df.columns else np.ones(len(df), bool)
+    longest = 0.0
+    for column in columns:  # one column at a time: no (rows x endpoints) copy of a large table
+        times = df[column].to_numpy(float)[keep]
+        times = times[np.isfinite(times)]
+        if times.size:
+            longest = max(longest, float(times.max()))
+    return longest
 
 
 def _defined(kmf: KaplanMeierFitter, months: np.ndarray, horizon_months: float) -> np.ndarray:

@@ -42,6 +42,10 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
                       make_report: bool) -> None:
     """Write config, outcomes, summary, trajectories, figures and report (atomically)."""
     table = pd.DataFrame(result.outcomes, copy=False)  # shares the columns: a million men are not held twice
+    # Rows of the men whose trajectories are kept (a lookup, not a re-indexed copy of the table).
+    kept_rows = pd.Index(table["patient_id"]).get_indexer(result.trajectory_patient_ids)
+    if (kept_rows < 0).any():
+        raise ValueError("the kept trajectories name patients that are not in the outcome table")
     summary = study_summary(table, months=tuple(plan.info["report_months"]))
     summary["run"] = {**plan.info, "elapsed_s": round(elapsed_s, 2), "simulated_days": result.simulation_days,
                       "patients_per_s": round(len(table) / max(elapsed_s, 1e-9), 1)}
@@ -50,7 +54,7 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
         table.to_parquet(tmp / "outcomes.parquet", index=False)
         (tmp / COMPLETE_MARKER).write_text(json.dumps(summary, indent=2, allow_nan=False))
         if result.trajectories:
-            failed = table.set_index("patient_id").loc[result.trajectory_patient_ids, "failed"].to_numpy()
+            failed = table["failed"].to_numpy()[kept_rows]
             ds = to_dataset(result.trajectories, failed, result.trajectory_patient_ids, result.trajectory_times_days,
                             attrs={"protocol": plan.info["protocol"], "seed": plan.info["seed"]})
             ds.to_netcdf(tmp / "trajectories.nc", engine="h5netcdf")
@@ -67,7 +71,7 @@ def write_run_outputs(run_dir: Path, cfg: DictConfig, plan, result, elapsed_s: f
                 "suppression_depth": lambda: figures.suppression_depth(table),
             }
             if result.trajectories:
-                origin = table.set_index("patient_id").loc[result.trajectory_patient_ids, "origin_day"].to_numpy()
+                origin = table["origin_day"].to_numpy()[kept_rows]
                 made["hormone_bands"] = lambda: figures.hormone_bands(result.trajectory_times_days, result.trajectories,
                                                                       origin_days=origin)
             for name, make in made.items():

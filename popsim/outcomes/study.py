@@ -211,8 +211,9 @@ def run_study(design: CohortDesign, study: StudySpec,
         done += ids.size
         if on_chunk is not None:
             on_chunk(done, stop - start)
-    # Column by column, each column's chunks released as it is joined: a million men's
-    # outcomes are never held twice.
+    # Column by column, each column's chunks released as it is joined, so the joined table
+    # and the chunks' columns are not both held whole (chunks read back from a resumed run
+    # stay referenced by the caller's completed_chunks until it drops them).
     outcomes = {k: np.concatenate(columns.pop(k)) for k in list(columns)}
     trajectories = {k: np.concatenate(v) for k, v in kept.items()}
     return StudyResult(outcomes, kept_times, trajectories,
