@@ -151,6 +151,11 @@ def weekly_dose_mg(df: pd.DataFrame) -> pd.Series:
     return dose
 
 
+def _failed(df: pd.DataFrame) -> np.ndarray:
+    """``(n_rows,)`` bool: the rows flagged as numerical failures."""
+    return df["failed"].to_numpy(bool) if "failed" in df.columns else np.zeros(len(df), bool)
+
+
 def analysable(df: pd.DataFrame, endpoint: str | None = None, variant: str = "latent",
                columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, int]:
     """Rows usable for statistics and the number of excluded numerical failures.
@@ -165,7 +170,7 @@ def analysable(df: pd.DataFrame, endpoint: str | None = None, variant: str = "la
         ``(rows, n_failed)``; ``rows`` is ``df`` itself (or its column selection) when no
         row is dropped.
     """
-    failed = df["failed"].to_numpy(bool) if "failed" in df.columns else np.zeros(len(df), bool)
+    failed = _failed(df)
     keep = ~failed
     if endpoint is not None:
         time_col, _ = endpoint_columns(endpoint, variant)
@@ -234,7 +239,7 @@ def follow_up_days(df: pd.DataFrame) -> float:
     (then every endpoint has recovered everyone, and the bound does not matter).
     """
     columns = [endpoint_columns(e, v)[0] for e in endpoints_in(df) for v in VARIANTS if has_endpoint(df, e, v)]
-    keep = ~df["failed"].to_numpy(bool) if "failed" in df.columns else np.ones(len(df), bool)
+    keep = ~_failed(df)
     longest = 0.0
     for column in columns:  # one column at a time: no (rows x endpoints) copy of a large table
         times = df[column].to_numpy(float)[keep]
