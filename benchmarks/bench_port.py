@@ -81,6 +81,7 @@ def make_port(jit):
     ki_enclo, ki_zuclo, zuclo_agon, ki_tamox = (P["ki_enclomiphene_ng_ml"], P["ki_zuclomiphene_ng_ml"],
                                                 P["zuclomiphene_agonism_pg_ml_per_ng_ml"], P["ki_tamoxifen_ng_ml"])
     lh_gnrh_exp, fsh_gnrh_exp, fsh_inh_exp = P["lh_gnrh_exponent"], P["fsh_gnrh_exponent"], P["fsh_inhibin_exponent"]
+    fsh_reserve_exp = P["fsh_reserve_exponent"]
     k_reserve, reserve_exp = P["k_pituitary_reserve_per_day"], P["pituitary_reserve_exponent"]
     reserve_max = P["pituitary_reserve_max"]
     gn_max, gn_ec50 = P["gonadorelin_max_drive"], P["gonadorelin_ec50_ug"]
@@ -218,8 +219,8 @@ def make_port(jit):
         inhibin_rel = max(inhibin_rel, 1e-3)
         reserve = max(y[PR], 0.0)
         lh = p[lh_base] * reserve * _pow(stimulation, p[lh_gnrh_exp])
-        fsh = (p[fsh_base] * reserve * _pow(stimulation, p[fsh_gnrh_exp]) * _pow(inhibin_rel, -p[fsh_inh_exp])
-               + ex[E_FSH])
+        fsh = (p[fsh_base] * _pow(reserve, p[fsh_reserve_exp]) * _pow(stimulation, p[fsh_gnrh_exp])
+               * _pow(inhibin_rel, -p[fsh_inh_exp]) + ex[E_FSH])
         # hCG's LH-equivalent stimulus saturates: e C / (1 + e C / M).
         hcg_equivalent = p[hcg_equiv] * max(ex[E_HCG], 0.0)
         lh_effective = lh + hcg_equivalent / (1.0 + hcg_equivalent * c[C_INVHCGMAX])

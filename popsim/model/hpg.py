@@ -193,7 +193,8 @@ def _hormones(y, exposure, p: Params, c: Params):
     log_stimulation = _log(stimulation)
 
     # Pituitary: LH and FSH from GnRH stimulation and gonadotroph reserve; FSH also
-    # restrained by inhibin B.
+    # restrained by inhibin B. LH is released from stores by each GnRH pulse; FSH is
+    # secreted as it is made, so it follows the reserve more steeply and each pulse less.
     germ = y[S.GERM_FIRST:S.GERM_LAST + 1]
     germ_content = jnp.mean(germ[S.N_GERM_STAGES // 3:])  # spermatocytes and spermatids
     log_sertoli = _log(y[S.SERTOLI_FUNCTION])
@@ -202,8 +203,9 @@ def _hormones(y, exposure, p: Params, c: Params):
                                   + jnp.log(1.0 - w_germ + w_germ * germ_content), jnp.log(1e-3))
     reserve = y[S.PITUITARY_RESERVE]
     lh = p["lh_base_iu_l"] * reserve * jnp.exp(p["lh_gnrh_exponent"] * log_stimulation)
-    fsh_endogenous = p["fsh_base_iu_l"] * reserve * jnp.exp(p["fsh_gnrh_exponent"] * log_stimulation
-                                                            - p["fsh_inhibin_exponent"] * log_inhibin_rel)
+    fsh_endogenous = p["fsh_base_iu_l"] * jnp.exp(p["fsh_reserve_exponent"] * _log(reserve)
+                                                  + p["fsh_gnrh_exponent"] * log_stimulation
+                                                  - p["fsh_inhibin_exponent"] * log_inhibin_rel)
     fsh = fsh_endogenous if exposure["fsh_exogenous_iu_l"] is None else fsh_endogenous + exposure["fsh_exogenous_iu_l"]
 
     # Leydig cells: T production from LH (+ hCG at the LH receptor) times capacity.

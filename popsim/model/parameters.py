@@ -153,7 +153,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "free T halving GnRH drive (androgen-receptor feedback)",
        "calibrated jointly to C5/C6/C7 (LH ED50 ~50 mg TE/week, LH <10% at 200 mg, clomiphene T 250 -> "
        "~600 ng/dL; docs/validation.md)"),
-    _p("hill_free_t", 3.5, "1", "hypothalamus", "steepness of androgen feedback", "calibrated to C5/C6/C7"),
+    _p("hill_free_t", 3.7, "1", "hypothalamus", "steepness of androgen feedback",
+       "calibrated to C5/C6/C7 (3.5 -> 3.7 with the FSH reserve exponent: LH at 100 mg TE/week <= 0.10 of placebo)"),
     _p("ic50_e2_pg_ml", 9.3, "pg/mL", "hypothalamus",
        "estrogen signal halving GnRH drive (estrogen-receptor feedback)",
        "calibrated jointly to C5/C6/C7 (clomiphene and anastrozole raise LH and T)"),
@@ -218,8 +219,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        + MF + " 3); without a ceiling a SERM after androgen withdrawal drove LH to hundreds of times "
        "baseline; 9 kept after a trial of 4 (C1/C7/C9 objective 61 vs 69)", plausible=(4.0, 15.0)),
     _p("lh_gnrh_exponent", 1.0, "1", "pituitary", "LH secretion ~ (GnRH drive)^exponent", "assumption"),
-    _p("fsh_gnrh_exponent", 1.7, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
-       "calibrated to C5/C6 (FSH 3% of baseline on TE; FSH ~ LH at 50 mg TE/week)"),
+    _p("fsh_gnrh_exponent", 0.6, "1", "pituitary", "FSH secretion ~ (GnRH drive)^exponent",
+       "FSH responds less than LH to each GnRH pulse (a basal, pulse-independent share of FSH secretion, "
+       "Padmanabhan 1997, portal blood of sheep); calibrated to C5/C6 with fsh_reserve_exponent: at steady "
+       "state the reserve follows drive^0.5, so FSH ~ drive^(0.6 + 3 x 0.5) = drive^2.1 (FSH ~ LH at 50 mg "
+       "TE/week, ~0 on TE 200 mg)",
+       plausible=(0.3, 1.7)),
+    _p("fsh_reserve_exponent", 3.0, "1", "pituitary", "FSH secretion ~ (pituitary reserve)^exponent",
+       "FSH is secreted as it is synthesised, LH from stores released by GnRH pulses, so FSH follows the "
+       "gonadotrophs' biosynthetic reserve more steeply than LH (exponent 1); after androgen abuse FSH and "
+       "inhibin B recover after LH (Shankara-Narayana 2020, J Clin Endocrinol Metab 105:1827; not a target). "
+       "3 calibrated to C9 (group-mean FSH back with LH, 13-24 weeks)", plausible=(1.0, 4.0)),
     _p("fsh_inhibin_exponent", 0.5, "1", "pituitary", "FSH ~ (inhibin B/baseline)^-exponent",
        "assumption (inhibin B vs FSH r = -0.78, Pierik 1998); 0.5 calibrated to C5 (FSH at 100 mg TE/week "
        "as suppressed as at 300 mg)"),
@@ -322,14 +332,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("inhibin_germ_weight", 0.4, "1", "sertoli", "share of inhibin B that tracks the germ-cell content",
        "inhibin B low in oligozoospermia (Grunewald 2013)"),
     # --- Spermatogenesis
-    _p("spermatogenesis_days", 73.5, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
+    _p("spermatogenesis_days", 67.0, "day", "spermatogenesis", "mean transit spermatogonium -> testicular sperm",
        "64-74 d (Heller & Clermont; " + MF + " 4.1); calibrated to C1/C3/C4 within that range "
-       "(docs/validation.md): median return to 3/10/20 M/mL 2.5/3.0/3.4 months, suppression to <=1 M/mL ~13 wk"),
-    _p("epididymal_transit_days", 10.0, "day", "spermatogenesis", "mean epididymal transit",
-       "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md)"),
-    _p("itt_support_ec50", 0.165, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
+       "(docs/validation.md): median return to 3/10/20 M/mL 2.5/3.0/3.4 months, suppression to <=1 M/mL ~13 wk; "
+       "73.5 -> 67 when FSH began to return after LH (fourth pass)"),
+    _p("epididymal_transit_days", 6.0, "day", "spermatogenesis", "mean epididymal transit",
+       "2-12 d (animal data, " + MF + " 9); calibrated to C1/C4 within that range (docs/validation.md; "
+       "10 -> 6 in the fourth pass)"),
+    _p("itt_support_ec50", 0.172, "1", "spermatogenesis", "ITT (fraction of baseline) giving half support",
        "spermatogenesis compromised below ~20 ng/mL ITT (~6% of baseline); calibrated to C3/C5 (sperm halved "
-       "at 50 mg TE/week, Matsumoto 1990)"),
+       "at 50 mg TE/week, Matsumoto 1990); 0.165 -> 0.172 in the fourth pass"),
     _p("itt_support_hill", 3.0, "1", "spermatogenesis", "steepness of ITT support", "assumption; calibrated to C3/C5"),
     _p("fsh_support_ec50", 0.3, "1", "spermatogenesis", "Sertoli function giving half FSH support", "assumption"),
     _p("fsh_support_hill", 2.0, "1", "spermatogenesis", "steepness of FSH support", "assumption"),
