@@ -102,9 +102,11 @@ def test_prediction_is_the_forward_simulation_at_the_observation_times(small_dat
 
 def test_step_check_catches_a_step_that_is_unstable_away_from_the_typical_parameters(small_data):
     """The feedback loop is stiff (fastest at a low LH baseline): RK4 steps of a day blow up
-    for men the posterior may propose, and the check must say so, naming the parameter;
-    12-hour RK4 steps (stable since the pulse generator's output saturates) and the default
-    step method pass."""
+    for men the posterior may propose, and the check must say so, naming the parameter.
+    Plain 12-hour RK4 steps stay stable (the pulse generator's output saturates) but, since
+    FSH follows the pituitary reserve (steeper feedback), miss 0.1 residual sd for a
+    low-LH-baseline man (0.34 on this set); the default method at 12 h (6-hour RK4 parts)
+    passes."""
     data, _ = small_data
     daily = CalibrationSpec(dt_days=1.0, method="rk4")
     coarse = likelihood_step_error(build_problem(data, daily), daily)
@@ -112,7 +114,8 @@ def test_step_check_catches_a_step_that_is_unstable_away_from_the_typical_parame
     assert coarse["max_error_in_residual_sd"] > 3 * coarse["max_error_in_residual_sd_typical"]
     assert coarse["worst_case"].startswith("lh_base_iu_l") or coarse["worst_case"].startswith("t_base_nmol_l")
     half = CalibrationSpec(dt_days=0.5, method="rk4")
-    assert likelihood_step_error(build_problem(data, half), half)["max_error_in_residual_sd"] < 0.2
+    half_error = likelihood_step_error(build_problem(data, half), half)["max_error_in_residual_sd"]
+    assert half_error < 0.5 and half_error < coarse["max_error_in_residual_sd"] / 5
     default = likelihood_step_error(build_problem(data, CalibrationSpec()), CalibrationSpec())
     assert default["dt_days"] == 0.5
     assert default["max_error_in_residual_sd"] < 0.1, default
